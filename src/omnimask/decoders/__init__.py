@@ -1,0 +1,6 @@
+"""Per-modality decoders (registry: :data:`DECODERS`)."""
+
+from .base import DECODERS
+from .transformer import TransformerDecoder
+
+__all__ = ["DECODERS", "TransformerDecoder"]

@@ -1,0 +1,16 @@
+"""The decoder contract and registry.
+
+A decoder gets the encoded visible tokens of *its* modality (in encoder order), the modality's
+:class:`~omnimask.masking.MaskSpec`, a position table for the full token grid at the decoder's
+width, and optionally the rest of the encoded sequence as context (global tokens such as
+``[CLS]``, and other modalities' visible tokens). It returns a prediction for **every** one of the
+N grid positions, in the modality's reference patch layout: ``(B, N, out_dim)``.
+"""
+
+from __future__ import annotations
+
+from ..registry import Registry
+
+__all__ = ["DECODERS"]
+
+DECODERS: Registry = Registry("decoder")

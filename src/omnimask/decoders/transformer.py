@@ -1,0 +1,84 @@
+"""MAE's transformer decoder: visible tokens + mask tokens, unshuffled to grid order, self-attention."""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor, nn
+
+from ..backbone.blocks import Block
+from ..masking.base import MaskSpec
+from .base import DECODERS
+
+__all__ = ["TransformerDecoder"]
+
+_CONTEXTS = ("all", "global", "none")
+
+
+@DECODERS.register("transformer")
+class TransformerDecoder(nn.Module):
+    """Lightweight decoder of MAE (512 wide, 8 blocks by default).
+
+    Args:
+        in_dim: encoder width (supplied by the model).
+        out_dim: values predicted per token, e.g. ``p*p*C`` (supplied by the modality).
+        dim, depth, num_heads, mlp_ratio, qkv_bias, norm_eps: decoder shape.
+        context: which other encoded tokens join the decoder's self-attention: ``"all"`` (global
+            tokens and other modalities' visible tokens; for a single modality this is exactly
+            MAE's ``[CLS] + grid``), ``"global"`` (only ``[CLS]``-like tokens) or ``"none"``.
+    """
+
+    def __init__(
+        self,
+        in_dim: int,
+        out_dim: int,
+        dim: int = 512,
+        depth: int = 8,
+        num_heads: int = 16,
+        mlp_ratio: float = 4.0,
+        qkv_bias: bool = True,
+        norm_eps: float = 1e-6,
+        context: str = "all",
+    ) -> None:
+        super().__init__()
+        if context not in _CONTEXTS:
+            raise ValueError(f"decoder context must be one of {_CONTEXTS}, got {context!r}")
+        self.dim = dim
+        self.context = context
+        self.embed = nn.Linear(in_dim, dim)
+        self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
+        self.blocks = nn.ModuleList(Block(dim, num_heads, mlp_ratio, qkv_bias, norm_eps) for _ in range(depth))
+        self.norm = nn.LayerNorm(dim, eps=norm_eps)
+        self.pred = nn.Linear(dim, out_dim)
+        nn.init.normal_(self.mask_token, std=0.02)
+
+    def forward(
+        self,
+        visible: Tensor,
+        spec: MaskSpec,
+        pos: Tensor,
+        global_tokens: Tensor | None = None,
+        other_tokens: Tensor | None = None,
+    ) -> Tensor:
+        """Args:
+            visible: (B, K, in_dim) encoded visible tokens of this modality, in ``spec.ids_keep`` order.
+            spec: the modality's mask.
+            pos: (N, dim) or (B, N, dim) decoder position table in grid order.
+            global_tokens: (B, G, in_dim) e.g. the encoded ``[CLS]``.
+            other_tokens: (B, M, in_dim) other modalities' encoded visible tokens.
+        Returns:
+            (B, N, out_dim) predictions for every grid position.
+        """
+        b, n = spec.ids_restore.shape
+        x = self.embed(visible)
+        x = torch.cat([x, self.mask_token.expand(b, n - x.shape[1], -1).to(x.dtype)], dim=1)
+        x = torch.gather(x, 1, spec.ids_restore.unsqueeze(-1).expand(-1, -1, self.dim)) + pos
+        ctx = []
+        if self.context in ("all", "global") and global_tokens is not None:
+            ctx.append(global_tokens)
+        if self.context == "all" and other_tokens is not None:
+            ctx.append(other_tokens)
+        if ctx:
+            x = torch.cat([self.embed(torch.cat(ctx, dim=1)), x], dim=1)
+        for blk in self.blocks:
+            x = blk(x)
+        return self.pred(self.norm(x[:, -n:]))

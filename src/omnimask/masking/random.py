@@ -1,0 +1,34 @@
+"""Unstructured random masking (MAE): every token is hidden with equal probability."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .base import MASKING, MaskingStrategy, MaskSpec, spec_from_noise
+
+__all__ = ["RandomMasking"]
+
+
+@MASKING.register("random")
+class RandomMasking(MaskingStrategy):
+    """Hide ``int(N * ratio)``-ish tokens per sample uniformly at random (MAE, AudioMAE, Point-MAE).
+
+    Exactly MAE's algorithm: draw uniform noise, keep the ``int(N * (1 - ratio))`` smallest.
+    """
+
+    uses_noise = True
+
+    def __init__(self, ratio: float = 0.75) -> None:
+        super().__init__(ratio)
+
+    def sample(
+        self, batch_size: int, grid: tuple[int, ...], *, device: torch.device, generator: torch.Generator | None
+    ) -> MaskSpec:
+        n = math.prod(grid)
+        if generator is not None:
+            noise = torch.rand(batch_size, n, generator=generator, device=generator.device).to(device)
+        else:
+            noise = torch.rand(batch_size, n, device=device)
+        return spec_from_noise(noise, self.num_keep(n))

@@ -1,0 +1,9 @@
+"""Modalities: one file each, registered by name in :data:`MODALITIES`.
+
+Importing this package imports every modality module so their registrations run.
+"""
+
+from .base import MODALITIES, ModalitySpec, Tokenizer, register_modality
+from . import image  # noqa: F401  (registers "image")
+
+__all__ = ["MODALITIES", "ModalitySpec", "Tokenizer", "register_modality"]

@@ -1,0 +1,91 @@
+"""The modality contract: what one modality must provide to the shared core.
+
+A modality is one file that defines a :class:`Tokenizer` subclass and registers a
+:class:`ModalitySpec`. The shared core (backbone, masking, decoders, objectives, models) only ever
+talks to these two objects, so it never imports a concrete modality.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+from torch import Tensor, nn
+
+from ..registry import Registry
+
+__all__ = ["Tokenizer", "ModalitySpec", "MODALITIES", "register_modality"]
+
+
+class Tokenizer(nn.Module):
+    """Turns a batch of raw modality tensors into (B, N, D) tokens with positions added.
+
+    Subclasses take ``dim`` (the encoder width, supplied by the model) plus their own keyword
+    arguments, which are what ``config.json`` stores under ``modalities.<name>.tokenizer``.
+
+    Attributes:
+        patch_dim: values per token in the reconstruction target (P).
+        channels: channels per patch vector (the last, fastest axis of P).
+        base_grid: the token grid the model was built for.
+    """
+
+    patch_dim: int
+    channels: int
+    base_grid: tuple[int, ...]
+
+    def grid(self, x: Tensor, interpolate_pos: bool = False) -> tuple[int, ...]:
+        """Validate ``x`` and return its token grid; raise ValueError naming what is wrong."""
+        raise NotImplementedError
+
+    def positions(self, grid: tuple[int, ...], dim: int) -> Tensor:
+        """(N, dim) fixed position table for ``grid`` (float32, CPU); used by encoder and decoders."""
+        raise NotImplementedError
+
+    def forward(self, x: Tensor, interpolate_pos: bool = False) -> tuple[Tensor, tuple[int, ...]]:
+        """Returns ``(tokens (B, N, dim) with positions added, grid)``."""
+        raise NotImplementedError
+
+    def patchify(self, x: Tensor) -> Tensor:
+        """(B, ...) raw input -> (B, N, patch_dim) reconstruction targets in the reference layout."""
+        raise NotImplementedError
+
+    def unpatchify(self, patches: Tensor, grid: tuple[int, ...]) -> Tensor:
+        """Inverse of :meth:`patchify`."""
+        raise NotImplementedError
+
+
+@dataclass(frozen=True)
+class ModalitySpec:
+    """Everything the core needs to know about one modality.
+
+    Attributes:
+        name: registry name (lower case), e.g. ``"image"``.
+        tokenizer: the :class:`Tokenizer` subclass.
+        masking, decoder, objective: default component configs (``{"name": ..., **kwargs}``).
+        processor: default preprocessing settings saved with a model (e.g. normalisation).
+        build_processor: ``(tokenizer_cfg, processor_cfg) -> callable`` turning one raw sample
+            into the tensor the tokenizer expects (used by :class:`omnimask.OmniMaskProcessor`).
+        visualize: optional ``(inputs, pred, mask, tokenizer, objective, processor_cfg) -> PIL.Image``.
+        example_input: ``(tokenizer_cfg, batch_size) -> Tensor`` a valid random batch, used by the
+            contract tests that run over every registered modality.
+    """
+
+    name: str
+    tokenizer: type[Tokenizer]
+    example_input: Callable[[dict, int], Tensor]
+    masking: dict = field(default_factory=lambda: {"name": "random", "ratio": 0.75})
+    decoder: dict = field(default_factory=lambda: {"name": "transformer"})
+    objective: dict = field(default_factory=lambda: {"name": "mse"})
+    processor: dict = field(default_factory=dict)
+    build_processor: Callable[[dict, dict], Callable[[Any], Tensor]] | None = None
+    visualize: Callable[..., Any] | None = None
+    description: str = ""
+
+
+MODALITIES: Registry[ModalitySpec] = Registry("modality")
+
+
+def register_modality(spec: ModalitySpec) -> ModalitySpec:
+    """Register ``spec`` under ``spec.name``; raises KeyError on a duplicate name."""
+    MODALITIES.register(spec.name)(spec)
+    return spec

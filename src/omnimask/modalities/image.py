@@ -1,0 +1,138 @@
+"""Image modality: non-overlapping patches, MAE's fixed 2-D sin-cos positions.
+
+Axis legend: B batch, C channels, H/W pixels, h/w patch-grid rows/cols, p/q patch height/width.
+Tokens are row-major over (h, w) and each patch vector is channel-last ``(p, q, C)``, exactly
+``Conv2d(stride=kernel).flatten(2)`` order and MAE's ``patchify``.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import torch
+from torch import Tensor, nn
+
+from ..backbone.pos_embed import interpolate_table_2d, sincos_2d_mae
+from .base import ModalitySpec, Tokenizer, register_modality
+
+__all__ = ["ImagePatchTokenizer", "IMAGENET_MEAN", "IMAGENET_STD"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+
+
+def _pair(v: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]:
+    t = (v, v) if isinstance(v, int) else tuple(v)
+    if len(t) != 2 or not all(isinstance(i, int) and i > 0 for i in t):
+        raise ValueError(f"image tokenizer: {name} must be a positive int or a pair of them, got {v!r}")
+    return t  # type: ignore[return-value]
+
+
+class ImagePatchTokenizer(Tokenizer):
+    """(B, C, H, W) images -> (B, h*w, dim) patch tokens plus MAE's 2-D sin-cos positions.
+
+    Args:
+        dim: encoder width.
+        image_size: (H, W) the model is built for (an int means square).
+        patch_size: (p, q) patch size; must divide the image size.
+        in_chans: channel count C (any: 1 for grey, 3 for RGB, more for multispectral).
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        image_size: int | tuple[int, int] = 224,
+        patch_size: int | tuple[int, int] = 16,
+        in_chans: int = 3,
+    ) -> None:
+        super().__init__()
+        self.image_size = _pair(image_size, "image_size")
+        self.patch_size = _pair(patch_size, "patch_size")
+        if in_chans < 1:
+            raise ValueError(f"image tokenizer: in_chans must be >= 1, got {in_chans}")
+        for size, p, axis in zip(self.image_size, self.patch_size, ("height", "width")):
+            if size % p:
+                raise ValueError(f"image tokenizer: patch {axis} {p} does not divide image {axis} {size}")
+        self.dim = dim
+        self.channels = in_chans
+        self.patch_dim = self.patch_size[0] * self.patch_size[1] * in_chans
+        self.base_grid = (self.image_size[0] // self.patch_size[0], self.image_size[1] // self.patch_size[1])
+        self.proj = nn.Conv2d(in_chans, dim, kernel_size=self.patch_size, stride=self.patch_size)
+        # MAE initialises the patch projection like a Linear over the flattened patch.
+        nn.init.xavier_uniform_(self.proj.weight.view(dim, -1))
+        nn.init.zeros_(self.proj.bias)
+        self.register_buffer("pos_embed", self.positions(self.base_grid, dim), persistent=False)
+
+    def grid(self, x: Tensor, interpolate_pos: bool = False) -> tuple[int, int]:
+        if x.ndim != 4:
+            raise ValueError(f"image: expected a (batch, channels, height, width) tensor, got shape {tuple(x.shape)}")
+        if not x.is_floating_point():
+            raise ValueError(f"image: expected a floating-point tensor, got {x.dtype} (normalise images first)")
+        _, c, h, w = x.shape
+        if c != self.channels:
+            raise ValueError(f"image: the model expects {self.channels} channel(s), got {c} (input shape {tuple(x.shape)})")
+        if (h, w) != self.image_size:
+            if not interpolate_pos:
+                raise ValueError(
+                    f"image: the model was built for {self.image_size[0]}x{self.image_size[1]} images, got {h}x{w}; "
+                    "resize the input, or pass interpolate_pos_encoding=True to interpolate the position table"
+                )
+            if h % self.patch_size[0] or w % self.patch_size[1]:
+                raise ValueError(f"image: size {h}x{w} is not divisible by the patch size {self.patch_size}")
+        return h // self.patch_size[0], w // self.patch_size[1]
+
+    def positions(self, grid: tuple[int, ...], dim: int) -> Tensor:
+        table = sincos_2d_mae(dim, self.base_grid)
+        return interpolate_table_2d(table, self.base_grid, (grid[0], grid[1]))
+
+    def forward(self, x: Tensor, interpolate_pos: bool = False) -> tuple[Tensor, tuple[int, int]]:
+        grid = self.grid(x, interpolate_pos)
+        tokens = self.proj(x).flatten(2).transpose(1, 2)
+        pos = self.pos_embed if grid == self.base_grid else self.positions(grid, self.dim).to(tokens.device)
+        return tokens + pos.to(tokens.dtype), grid
+
+    def patchify(self, x: Tensor) -> Tensor:
+        b, c, h, w = x.shape
+        p, q = self.patch_size
+        x = x.reshape(b, c, h // p, p, w // q, q).permute(0, 2, 4, 3, 5, 1)
+        return x.reshape(b, (h // p) * (w // q), p * q * c)
+
+    def unpatchify(self, patches: Tensor, grid: tuple[int, ...]) -> Tensor:
+        b = patches.shape[0]
+        (gh, gw), (p, q) = grid, self.patch_size
+        x = patches.reshape(b, gh, gw, p, q, self.channels).permute(0, 5, 1, 3, 2, 4)
+        return x.reshape(b, self.channels, gh * p, gw * q)
+
+
+def _example_input(tokenizer_cfg: dict, batch_size: int) -> Tensor:
+    h, w = _pair(tokenizer_cfg.get("image_size", 224), "image_size")
+    return torch.randn(batch_size, tokenizer_cfg.get("in_chans", 3), h, w)
+
+
+def _build_processor(tokenizer_cfg: dict, processor_cfg: dict) -> Callable[[Any], Tensor]:
+    from ..data.transforms import eval_transform
+
+    size = _pair(tokenizer_cfg.get("image_size", 224), "image_size")
+    return eval_transform(size, mean=tuple(processor_cfg["mean"]), std=tuple(processor_cfg["std"]))
+
+
+def _visualize(inputs: Tensor, pred: Tensor, mask: Tensor, tokenizer: Tokenizer, objective: Any, processor_cfg: dict) -> Any:
+    from .image_viz import reconstruction_grid
+
+    return reconstruction_grid(inputs, pred, mask, tokenizer, objective, processor_cfg)
+
+
+register_modality(
+    ModalitySpec(
+        name="image",
+        tokenizer=ImagePatchTokenizer,
+        example_input=_example_input,
+        masking={"name": "random", "ratio": 0.75},
+        decoder={"name": "transformer", "dim": 512, "depth": 8, "num_heads": 16},
+        objective={"name": "mse", "norm": "patch"},
+        processor={"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
+        build_processor=_build_processor,
+        visualize=_visualize,
+        description="2-D images as non-overlapping patches (MAE)",
+    )
+)

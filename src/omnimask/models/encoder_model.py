@@ -1,0 +1,136 @@
+"""``OmniMaskModel``: tokenizers + the shared encoder, for feature extraction and fine-tuning."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..backbone.blocks import init_vit_weights
+from ..backbone.encoder import TransformerEncoder
+from ..configuration import OmniMaskConfig
+from ..modalities import MODALITIES
+from .hub import HubMixin
+from .outputs import EncoderOutput, OmniMaskModelOutput
+
+__all__ = ["OmniMaskModel", "gather_tokens"]
+
+log = logging.getLogger(__name__)
+
+PRETRAINING_PREFIX = "omnimask."
+
+
+def gather_tokens(tokens: Tensor, ids: Tensor) -> Tensor:
+    """tokens (B, N, D), ids (B, K) -> (B, K, D)."""
+    return torch.gather(tokens, 1, ids.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
+
+
+class OmniMaskModel(HubMixin, nn.Module):
+    """Encoder-only omnimask model: every modality's tokenizer, ``[CLS]``, modality embeddings, encoder.
+
+    Call it with a batch dict (``model({"image": x})``) or keywords (``model(image=x)``).
+    """
+
+    def __init__(self, config: OmniMaskConfig) -> None:
+        super().__init__()
+        self.config = config
+        enc = config.encoder_config
+        self.modalities = list(config.modalities)
+        self.tokenizers = nn.ModuleDict(
+            {k: MODALITIES.get(m["type"]).tokenizer(dim=enc.dim, **m["tokenizer"]) for k, m in config.modalities.items()}
+        )
+        self.cls_token = nn.Parameter(torch.zeros(1, 1, enc.dim)) if enc.cls_token else None
+        self.modality_embed = (
+            nn.ParameterDict({k: nn.Parameter(torch.zeros(1, 1, enc.dim)) for k in self.modalities})
+            if config.use_modality_embed
+            else None
+        )
+        self.encoder = TransformerEncoder(enc)
+        self.encoder.apply(init_vit_weights)
+        if self.cls_token is not None:
+            nn.init.normal_(self.cls_token, std=0.02)
+        if self.modality_embed is not None:
+            for p in self.modality_embed.values():
+                nn.init.normal_(p, std=0.02)
+
+    @property
+    def dim(self) -> int:
+        return self.config.encoder["dim"]
+
+    def collect_inputs(self, inputs: dict[str, Tensor] | None, kwargs: dict[str, Any]) -> dict[str, Tensor]:
+        """Merge ``inputs`` and keyword modalities; reject unknown names and empty batches."""
+        batch = {**(inputs or {}), **kwargs}
+        unknown = [k for k in batch if k not in self.tokenizers]
+        if unknown:
+            raise KeyError(f"unknown modality {unknown} in the batch; this model has {self.modalities}")
+        if not batch:
+            raise ValueError(f"empty batch: pass at least one of {self.modalities}")
+        sizes = {k: v.shape[0] for k, v in batch.items()}
+        if len(set(sizes.values())) > 1:
+            raise ValueError(f"batch sizes differ between modalities: {sizes}")
+        return batch
+
+    def embed(self, batch: dict[str, Tensor], interpolate_pos: bool = False) -> dict[str, tuple[Tensor, tuple[int, ...]]]:
+        """Tokenize every modality: ``{name: (tokens (B, N, D) with positions, grid)}``."""
+        return {k: self.tokenizers[k](x, interpolate_pos) for k, x in batch.items()}
+
+    def encode(self, visible: dict[str, Tensor], output_hidden_states: bool = False) -> EncoderOutput:
+        """Run the shared encoder once over ``[CLS] + visible tokens of every modality``.
+
+        Args:
+            visible: per modality (B, K_m, D) tokens (positions already added).
+        """
+        b = next(iter(visible.values())).shape[0]
+        seq = []
+        if self.cls_token is not None:
+            seq.append(self.cls_token.expand(b, -1, -1))
+        for k, tok in visible.items():
+            seq.append(tok + self.modality_embed[k] if self.modality_embed is not None else tok)
+        x = torch.cat(seq, dim=1)
+        layers = None
+        if output_hidden_states:
+            x, layers = self.encoder(x, return_layers=True)
+        else:
+            x = self.encoder(x)
+        g = 1 if self.cls_token is not None else 0
+        parts = dict(zip(visible, torch.split(x[:, g:], [t.shape[1] for t in visible.values()], dim=1)))
+        return EncoderOutput(x, x[:, :g], parts, layers)
+
+    def forward(
+        self,
+        inputs: dict[str, Tensor] | None = None,
+        masks: dict[str, Tensor] | None = None,
+        interpolate_pos_encoding: bool = False,
+        output_hidden_states: bool = False,
+        **modalities: Tensor,
+    ) -> OmniMaskModelOutput:
+        """Encode all tokens (or only the visible ones, given ``masks={name: bool (B, N)}``, True = hidden)."""
+        from ..masking.base import spec_from_mask
+
+        batch = self.collect_inputs(inputs, modalities)
+        visible = {}
+        for k, (tok, _) in self.embed(batch, interpolate_pos_encoding).items():
+            if masks and k in masks:
+                tok = gather_tokens(tok, spec_from_mask(masks[k].to(tok.device), f"masks[{k!r}]").ids_keep)
+            visible[k] = tok
+        out = self.encode(visible, output_hidden_states)
+        tokens = torch.cat(list(out.parts.values()), dim=1)
+        return OmniMaskModelOutput(
+            last_hidden_state=out.last_hidden_state,
+            pooler_output=tokens.mean(dim=1),
+            hidden=out.parts,
+            cls=out.global_tokens[:, 0] if out.global_tokens.shape[1] else None,
+            hidden_states=out.hidden_states,
+        )
+
+    @classmethod
+    def _adapt_state_dict(cls, state: dict[str, Tensor], source: Path) -> dict[str, Tensor]:
+        if not any(k.startswith(PRETRAINING_PREFIX) for k in state):
+            return state
+        kept = {k[len(PRETRAINING_PREFIX):]: v for k, v in state.items() if k.startswith(PRETRAINING_PREFIX)}
+        dropped = sorted({k.split(".")[0] + "." + k.split(".")[1] for k in state if not k.startswith(PRETRAINING_PREFIX)})
+        log.info("%s: loading the encoder of a pretraining checkpoint; dropped %d tensors of %s", source, len(state) - len(kept), dropped)
+        return kept

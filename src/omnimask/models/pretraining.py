@@ -1,0 +1,141 @@
+"""``OmniMaskForPreTraining``: mask every modality, encode the visible tokens once, decode each.
+
+One step (DESIGN.md section 2)::
+
+    batch {m: x_m} -> tokenizer[m] -> tokens (B, N_m, D) + positions
+      -> masking[m] -> MaskSpec (ids_keep, ids_restore, mask True = hidden)
+      -> [CLS] + visible tokens of all modalities (+ modality embeddings) -> shared encoder
+      -> decoder[m] (its own tokens in place, mask tokens at hidden positions, the rest as context)
+      -> objective[m](pred, tokenizer[m].patchify(x_m), mask) -> losses[m] -> weighted sum
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor, nn
+
+from ..backbone.blocks import init_vit_weights
+from ..configuration import OmniMaskConfig
+from ..decoders import DECODERS
+from ..masking import build_masking
+from ..objectives import OBJECTIVES
+from .encoder_model import PRETRAINING_PREFIX, OmniMaskModel, gather_tokens
+from .hub import HubMixin
+from .outputs import OmniMaskPreTrainingOutput
+
+__all__ = ["OmniMaskForPreTraining"]
+
+
+class _Buffers(nn.Module):
+    """Holds non-persistent buffers (fixed tables) so they follow ``.to()`` but never enter checkpoints."""
+
+    def add(self, name: str, value: Tensor) -> None:
+        self.register_buffer(name, value, persistent=False)
+
+
+class OmniMaskForPreTraining(HubMixin, nn.Module):
+    """Masked-modeling pretraining model over any registered modalities.
+
+    ``model(batch, noise=None, masks=None)`` with ``batch = {modality: tensor}``; ``noise[m]`` (B, N_m)
+    reproduces MAE's random masking exactly, ``masks[m]`` (B, N_m) bool (True = hidden) fixes the mask.
+    """
+
+    def __init__(self, config: OmniMaskConfig) -> None:
+        super().__init__()
+        self.config = config
+        self.omnimask = OmniMaskModel(config)
+        self.modalities = self.omnimask.modalities
+        dim = config.encoder["dim"]
+        self.decoders = nn.ModuleDict()
+        self.objectives = nn.ModuleDict()
+        self.maskings = {}
+        self.decoder_pos = _Buffers()
+        for k, m in config.modalities.items():
+            tok = self.omnimask.tokenizers[k]
+            where = f"modalities.{k}"
+            dec_cfg = {n: v for n, v in m["decoder"].items() if n != "name"}
+            self.decoders[k] = DECODERS.build(m["decoder"]["name"], dec_cfg, f"{where}.decoder", in_dim=dim, out_dim=tok.patch_dim)
+            obj_cfg = {n: v for n, v in m["objective"].items() if n != "name"}
+            self.objectives[k] = OBJECTIVES.build(m["objective"]["name"], obj_cfg, f"{where}.objective", channels=tok.channels)
+            self.maskings[k] = build_masking(m["masking"], f"{where}.masking")
+            self.decoder_pos.add(k, tok.positions(tok.base_grid, self.decoders[k].dim))
+        self.decoders.apply(init_vit_weights)
+
+    def _decoder_positions(self, key: str, grid: tuple[int, ...]) -> Tensor:
+        tok = self.omnimask.tokenizers[key]
+        table = getattr(self.decoder_pos, key)
+        if tuple(grid) == tuple(tok.base_grid):
+            return table
+        return tok.positions(grid, self.decoders[key].dim).to(table.device)
+
+    def forward(
+        self,
+        inputs: dict[str, Tensor] | None = None,
+        noise: dict[str, Tensor] | None = None,
+        masks: dict[str, Tensor] | None = None,
+        generator: torch.Generator | None = None,
+        interpolate_pos_encoding: bool = False,
+        **modalities: Tensor,
+    ) -> OmniMaskPreTrainingOutput:
+        batch = self.omnimask.collect_inputs(inputs, modalities)
+        noise, masks = noise or {}, masks or {}
+        for name, given in (("noise", noise), ("masks", masks)):
+            stray = [k for k in given if k not in batch]
+            if stray:
+                raise KeyError(f"{name} given for {stray}, which are not in the batch {list(batch)}")
+        tokens = self.omnimask.embed(batch, interpolate_pos_encoding)
+        specs, visible, grids = {}, {}, {}
+        for k, (tok, grid) in tokens.items():
+            specs[k] = self.maskings[k](
+                tok.shape[0], grid, device=tok.device, noise=noise.get(k), mask=masks.get(k), generator=generator
+            )
+            visible[k] = gather_tokens(tok, specs[k].ids_keep)
+            grids[k] = grid
+        enc = self.omnimask.encode(visible)
+        losses, preds = {}, {}
+        for k, spec in specs.items():
+            others = [p for j, p in enc.parts.items() if j != k]
+            pred = self.decoders[k](
+                enc.parts[k],
+                spec,
+                self._decoder_positions(k, grids[k]).to(enc.parts[k].dtype),
+                global_tokens=enc.global_tokens if enc.global_tokens.shape[1] else None,
+                other_tokens=torch.cat(others, dim=1) if others else None,
+            )
+            target = self.omnimask.tokenizers[k].patchify(batch[k])
+            losses[k] = self.objectives[k](pred, target, spec.mask)
+            preds[k] = pred
+        weights = {k: self.config.modalities[k]["loss_weight"] for k in losses}
+        loss = sum(weights[k] * losses[k] for k in losses)
+        return OmniMaskPreTrainingOutput(
+            loss=loss,  # type: ignore[arg-type]
+            losses=losses,
+            pred=preds,
+            mask={k: s.mask for k, s in specs.items()},
+            specs=specs,
+            grids=grids,
+        )
+
+    @torch.no_grad()
+    def visualize(self, key: str, inputs: Tensor, out: OmniMaskPreTrainingOutput) -> Any:
+        """A picture of inputs, masks and reconstructions for modality ``key`` (PIL image), if it has one."""
+        from ..modalities import MODALITIES
+
+        m = self.config.modalities[key]
+        viz = MODALITIES.get(m["type"]).visualize
+        if viz is None:
+            return None
+        return viz(inputs, out.pred[key], out.mask[key], self.omnimask.tokenizers[key], self.objectives[key], m["processor"])
+
+    @classmethod
+    def _adapt_state_dict(cls, state: dict[str, Tensor], source: Path) -> dict[str, Tensor]:
+        if not any(k.startswith(PRETRAINING_PREFIX) for k in state):
+            raise ValueError(
+                f"{source} is an encoder-only checkpoint (no decoders); load it with OmniMaskModel, "
+                "or build OmniMaskForPreTraining(config) and load the encoder with "
+                "model.omnimask.load_state_dict(OmniMaskModel.from_pretrained(path).state_dict())"
+            )
+        return state
