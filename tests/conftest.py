@@ -1,0 +1,26 @@
+import os
+import sys
+from pathlib import Path
+
+import pytest
+import torch
+
+sys.path.insert(0, str(Path(__file__).parent))
+import toy_modality  # noqa: E402,F401  (registers the test-only "signal" modality)
+
+torch.set_num_threads(min(2, os.cpu_count() or 1))
+
+
+@pytest.fixture(autouse=True)
+def _seed():
+    torch.manual_seed(0)
+
+
+def tiny_config_dict(**image_overrides):
+    """A small single-image model: 32x32 RGB, patch 8 (16 tokens), encoder 32 wide."""
+    image = {
+        "tokenizer": {"image_size": 32, "patch_size": 8, "in_chans": 3},
+        "decoder": {"dim": 16, "depth": 1, "num_heads": 2},
+    }
+    image.update(image_overrides)
+    return {"encoder": {"dim": 32, "depth": 2, "num_heads": 2}, "modalities": {"image": image}}
