@@ -66,6 +66,9 @@ class ModalitySpec:
         build_processor: ``(tokenizer_cfg, processor_cfg) -> callable`` turning one raw sample
             into the tensor the tokenizer expects (used by :class:`omnimask.OmniMaskProcessor`).
         visualize: optional ``(inputs, pred, mask, tokenizer, objective, processor_cfg) -> PIL.Image``.
+        build_dataset: optional ``(data_cfg, modality_cfg, split) -> Dataset`` reading this
+            modality in its reference on-disk format (split is ``"train"`` for pretraining with
+            augmentation, ``"train_eval"``/``"val"`` without); items are ``{key: tensor, "label": int}``.
         example_input: ``(tokenizer_cfg, batch_size) -> Tensor`` a valid random batch, used by the
             contract tests that run over every registered modality.
     """
@@ -79,6 +82,7 @@ class ModalitySpec:
     processor: dict = field(default_factory=dict)
     build_processor: Callable[[dict, dict], Callable[[Any], Tensor]] | None = None
     visualize: Callable[..., Any] | None = None
+    build_dataset: Callable[[dict, dict, str], Any] | None = None
     description: str = ""
 
 

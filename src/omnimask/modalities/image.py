@@ -7,6 +7,7 @@ Tokens are row-major over (h, w) and each patch vector is channel-last ``(p, q, 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
@@ -15,7 +16,7 @@ from torch import Tensor, nn
 from ..backbone.pos_embed import interpolate_table_2d, sincos_2d_mae
 from .base import ModalitySpec, Tokenizer, register_modality
 
-__all__ = ["ImagePatchTokenizer", "IMAGENET_MEAN", "IMAGENET_STD"]
+__all__ = ["ImagePatchTokenizer", "ImageDataConfig", "IMAGENET_MEAN", "IMAGENET_STD"]
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
@@ -116,6 +117,46 @@ def _build_processor(tokenizer_cfg: dict, processor_cfg: dict) -> Callable[[Any]
     return eval_transform(size, mean=tuple(processor_cfg["mean"]), std=tuple(processor_cfg["std"]))
 
 
+@dataclass
+class ImageDataConfig:
+    """Where a recipe reads images and how it augments them (``data.<key>`` in a recipe config).
+
+    ``root``/``val_root`` are ImageFolder trees (``root/<class>/<image>``); ``null`` uses the
+    embedded digits (their train and val splits). Pretraining applies MAE's augmentation.
+    """
+
+    root: str | None = None
+    val_root: str | None = None
+    scale: tuple[float, float] = (0.2, 1.0)
+    ratio: tuple[float, float] = (3 / 4, 4 / 3)
+    hflip: float = 0.5
+    interpolation: str = "bicubic"
+    on_error: str = "raise"
+
+
+def _build_dataset(data_cfg: dict, modality_cfg: dict, split: str) -> Any:
+    from ..config import from_dict
+    from ..data import ImageFolderDataset, embedded_image_root, eval_transform, mae_pretrain_transform
+
+    cfg = from_dict(ImageDataConfig, data_cfg, "data.image")
+    tok, proc = modality_cfg["tokenizer"], modality_cfg["processor"]
+    size = _pair(tok["image_size"], "image_size")
+    mean, std = tuple(proc["mean"]), tuple(proc["std"])
+    if split == "train":
+        transform = mae_pretrain_transform(size, scale=cfg.scale, ratio=cfg.ratio, hflip=cfg.hflip, mean=mean, std=std, interpolation=cfg.interpolation)
+    else:
+        transform = eval_transform(size, mean=mean, std=std, interpolation=cfg.interpolation)
+    root = cfg.val_root if split == "val" else cfg.root
+    if root is None:
+        if cfg.root is not None and split == "val":
+            raise ValueError("data.image.val_root is required for evaluation when data.image.root is your own data")
+        root = str(embedded_image_root() / ("val" if split == "val" else "train"))
+    channels = tok["in_chans"]
+    if channels not in (1, 3):
+        raise ValueError(f"the image folder reader decodes 1- or 3-channel images; the model has in_chans={channels}")
+    return ImageFolderDataset(root, transform=transform, channels=channels, on_error=cfg.on_error)  # type: ignore[arg-type]
+
+
 def _visualize(inputs: Tensor, pred: Tensor, mask: Tensor, tokenizer: Tokenizer, objective: Any, processor_cfg: dict) -> Any:
     from .image_viz import reconstruction_grid
 
@@ -133,6 +174,7 @@ register_modality(
         processor={"mean": list(IMAGENET_MEAN), "std": list(IMAGENET_STD)},
         build_processor=_build_processor,
         visualize=_visualize,
+        build_dataset=_build_dataset,
         description="2-D images as non-overlapping patches (MAE)",
     )
 )

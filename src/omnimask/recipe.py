@@ -1,0 +1,207 @@
+"""The pretraining recipe runner shared by every ``recipes/*.py`` script.
+
+A recipe is a YAML file with five sections, each validated strictly (a typo names the key and the
+valid ones)::
+
+    model:  OmniMaskConfig fields (encoder, modalities)
+    data:   {<modality key>: that modality's data config}
+    optim:  omnimask.training.OptimConfig
+    train:  omnimask.training.TrainConfig
+    eval:   omnimask.evaluation.EvalConfig
+    visualize_every: optimizer steps between reconstruction pictures (0 = only at the end)
+
+``run(cfg)`` pretrains, saves the final model with ``save_pretrained`` and, when ``eval.enabled``,
+measures on held-out data how much pretraining helped against the same encoder from random init.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Sequence
+
+import torch
+
+from .config import apply_overrides, from_dict, load_yaml, to_dict
+from .configuration import OmniMaskConfig
+from .evaluation import EvalConfig, compare_encoders, encode_dataset
+from .modalities import MODALITIES
+from .models import OmniMaskForPreTraining, OmniMaskModel
+from .registry import ConfigError, check_keys
+from .training import NonFiniteLossError, OptimConfig, TrainConfig, Trainer, is_main
+
+__all__ = ["RecipeConfig", "load_recipe", "run", "main"]
+
+log = logging.getLogger("omnimask.recipe")
+
+
+@dataclass
+class RecipeConfig:
+    model: dict
+    data: dict
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=lambda: EvalConfig(enabled=False))
+    visualize_every: int = 200
+
+
+def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> RecipeConfig:
+    """Read a recipe YAML, apply ``key=value`` overrides and validate every section."""
+    raw = apply_overrides(load_yaml(path), list(overrides))
+    check_keys(raw, RecipeConfig.__dataclass_fields__, f"recipe {path}")
+    for section in ("model", "data"):
+        if not isinstance(raw.get(section), dict):
+            raise ConfigError(f"recipe {path}: section {section!r} is required and must be a mapping")
+    cfg = RecipeConfig(
+        model=raw["model"],
+        data=raw["data"],
+        optim=from_dict(OptimConfig, raw.get("optim") or {}, "optim"),
+        train=from_dict(TrainConfig, raw.get("train") or {}, "train"),
+        eval=from_dict(EvalConfig, raw.get("eval") or {"enabled": False}, "eval"),
+        visualize_every=int(raw.get("visualize_every", 200)),
+    )
+    OmniMaskConfig(**cfg.model)  # validate the model section now, before any work starts
+    check_keys(cfg.data, cfg.model.get("modalities", {"image": {}}), "data (keys must be model modalities)")
+    return cfg
+
+
+class _Renamed(torch.utils.data.Dataset):
+    """Expose a dataset's ``src`` item under the model's modality key ``dst``."""
+
+    def __init__(self, dataset: Any, src: str, dst: str) -> None:
+        self.dataset, self.src, self.dst = dataset, src, dst
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, i: int) -> dict:
+        item = dict(self.dataset[i])
+        item[self.dst] = item.pop(self.src)
+        return item
+
+
+def build_dataset(config: OmniMaskConfig, data: dict, key: str, split: str) -> Any:
+    m = config.modalities[key]
+    spec = MODALITIES.get(m["type"])
+    if spec.build_dataset is None:
+        raise ConfigError(f"modality type {m['type']!r} has no dataset reader yet")
+    ds = spec.build_dataset(data.get(key) or {}, m, split)
+    return ds if key == m["type"] else _Renamed(ds, m["type"], key)
+
+
+class ReconstructionHook:
+    """Saves a reconstruction picture of fixed held-out samples (fixed masks) every ``every`` steps.
+
+    It runs the model in eval mode under ``no_grad`` with its own generator, so it never touches
+    the training RNG: a resumed run stays identical to an uninterrupted one.
+    """
+
+    def __init__(self, samples: dict[str, torch.Tensor], every: int, out_dir: Path) -> None:
+        self.samples, self.every, self.out_dir = samples, every, out_dir
+        self.generator = torch.Generator().manual_seed(1234)
+        self.noise: dict[str, torch.Tensor] = {}
+
+    def __call__(self, trainer: Trainer, step: int, out: Any) -> None:
+        if self.every and step % self.every == 0 and is_main():
+            self.save(trainer.model, step)
+
+    @torch.no_grad()
+    def save(self, model: OmniMaskForPreTraining, step: int) -> Path | None:
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        batch = {k: v.to(device) for k, v in self.samples.items()}
+        if not self.noise:
+            tokens = model.omnimask.embed(batch)
+            self.noise = {k: torch.rand(t.shape[:2], generator=self.generator) for k, (t, _) in tokens.items()}
+        out = model(batch, noise={k: v.to(device) for k, v in self.noise.items()})
+        model.train(was_training)
+        path = None
+        for key in batch:
+            img = model.visualize(key, batch[key], out)
+            if img is None:
+                continue
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            path = self.out_dir / f"reconstruction_{key}_step{step:07d}.png"
+            img.save(path)
+            img.save(self.out_dir.parent / f"reconstruction_{key}.png")
+        return path
+
+
+def _print_report(report: dict[str, dict[str, Any]], cfg: EvalConfig, n_val: int) -> None:
+    print(f"\nHeld-out evaluation ({n_val} images never seen in pretraining):")
+    print(f"  fine-tune with {cfg.labels_per_class} labels per class, mean of {cfg.repeats} label subsets; linear probe on all training labels")
+    print(f"  {'encoder':<24}{'few-label fine-tune':>22}{'linear probe':>15}")
+    for name, r in report.items():
+        runs = ", ".join(f"{a:.1f}" for a in r["finetune"])
+        probe = f"{r['linear_probe']:.1f}%" if "linear_probe" in r else "-"
+        print(f"  {name:<24}{r['finetune_mean']:>8.1f}% ({runs}){probe:>15}")
+    names = list(report)
+    if len(names) == 2:
+        gain = report[names[0]]["finetune_mean"] - report[names[1]]["finetune_mean"]
+        print(f"  pretraining changed few-label accuracy by {gain:+.1f} points")
+
+
+def run(cfg: RecipeConfig, resume: bool | str = False) -> dict[str, Any]:
+    """Pretrain, save, picture, evaluate. Returns a summary dict (also written to ``summary.json``)."""
+    config = OmniMaskConfig(**cfg.model)
+    out_dir = Path(cfg.train.output_dir)
+    torch.manual_seed(cfg.train.seed)
+    model = OmniMaskForPreTraining(config)
+    keys = list(config.modalities)
+    train_sets = [build_dataset(config, cfg.data, k, "train") for k in keys]
+    if len(train_sets) > 1:
+        raise ConfigError("this runner trains on one dataset; several modality datasets in one run come with dataset mixing")
+    val_set = build_dataset(config, cfg.data, keys[0], "val")
+    samples = {keys[0]: torch.stack([val_set[i][keys[0]] for i in range(min(8, len(val_set)))])}
+    hook = ReconstructionHook(samples, cfg.visualize_every, out_dir / "reconstructions")
+    trainer = Trainer(model, train_sets[0], cfg.train, cfg.optim, hooks=[hook])
+    params = sum(p.numel() for p in model.parameters())
+    log.info("model: %.2fM parameters; %d training samples; %d optimizer steps", params / 1e6, len(train_sets[0]), trainer.total_steps)
+    result = trainer.fit(resume=resume)
+    summary: dict[str, Any] = {"steps": result.steps, "final_loss": result.losses[-1] if result.losses else None,
+                               "samples_per_sec": result.samples_per_sec, "last_checkpoint": result.last_checkpoint}
+    if not is_main():
+        return summary
+    final = out_dir / "final"
+    model.save_pretrained(final)
+    picture = hook.save(model, result.steps)
+    summary.update(final_model=str(final), reconstruction=str(picture) if picture else None)
+    print(f"\nSaved the pretrained model to {final} (load it with OmniMaskForPreTraining.from_pretrained or AutoModel)")
+    if picture:
+        print(f"Reconstructions (original | masked | reconstruction | reconstruction + visible): {picture}")
+    if cfg.eval.enabled:
+        key = keys[0]
+        train_eval = encode_dataset(build_dataset(config, cfg.data, key, "train_eval"), key)
+        val = encode_dataset(val_set, key)
+        torch.manual_seed(cfg.train.seed)  # the exact encoder pretraining started from
+        encoders = {"pretrained (omnimask)": OmniMaskModel.from_pretrained(final), "random init": OmniMaskModel(config)}
+        report = compare_encoders(encoders, key, train_eval, val, cfg.eval, progress=cfg.train.progress)
+        _print_report(report, cfg.eval, len(val[1]))
+        summary["eval"] = report
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    (out_dir / "recipe.json").write_text(json.dumps(to_dict(cfg), indent=2, default=str))
+    return summary
+
+
+def main(argv: Sequence[str] | None = None, default_config: str | Path | None = None, prog: str | None = None) -> int:
+    parser = argparse.ArgumentParser(prog=prog, description="Run an omnimask pretraining recipe.")
+    parser.add_argument("--config", default=default_config, required=default_config is None, help="recipe YAML")
+    parser.add_argument("--resume", nargs="?", const=True, default=False, help="continue from the latest checkpoint (or the given one)")
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.epochs=5 optim.base_lr=1e-3")
+    args = parser.parse_args(argv)
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
+    try:
+        cfg = load_recipe(args.config, args.overrides)
+        run(cfg, resume=args.resume)
+    except (ConfigError, KeyError, FileNotFoundError, ValueError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except NonFiniteLossError as err:
+        print(f"training stopped: {err}", file=sys.stderr)
+        return 1
+    return 0
