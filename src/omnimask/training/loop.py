@@ -1,0 +1,294 @@
+"""The training loop: gradient accumulation, bf16 autocast, DDP, checkpoints and exact resume.
+
+Exact resume rests on three rules followed here: every random draw in the main process comes
+from RNG state that is checkpointed (torch/numpy/python, per rank); data order and augmentation
+are functions of (seed, epoch, index) only (see :mod:`.sampler`); and the lr is a pure function of
+the optimizer step (see :mod:`.schedule`). Checkpoints are taken only at optimizer-step
+boundaries, after the step's hooks ran, so a resumed run replays the rest bit for bit.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import random
+import time
+from contextlib import nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+from torch.nn.parallel import DistributedDataParallel
+from torch.utils.data import DataLoader, default_collate
+from tqdm.auto import tqdm
+
+from ..config import to_dict
+from .checkpoint import capture_rng_state, load_checkpoint, save_checkpoint
+from .distributed import all_gather_object, all_reduce_mean, barrier, init_distributed, is_main
+from .optim import OptimConfig, build_optimizer, resolve_lr
+from .sampler import ResumableSampler, SeededDataset, mix_seed
+from .schedule import apply_lr, lr_at
+
+__all__ = ["TrainConfig", "TrainResult", "Trainer", "NonFiniteLossError"]
+
+logger = logging.getLogger(__name__)
+Hook = Callable[["Trainer", int, Any], None]
+
+
+@dataclass
+class TrainConfig:
+    """Loop settings (the ``train`` recipe section)."""
+
+    epochs: int = 800
+    max_steps: int | None = None  # optimizer steps; stops early (the schedule still follows epochs)
+    batch_size: int = 64  # per process, per micro-step
+    accum_steps: int = 1
+    bf16: bool = False
+    seed: int = 0
+    num_workers: int = 2
+    output_dir: str = "runs/default"
+    log_every: int = 10  # optimizer steps
+    checkpoint_every: int = 500  # optimizer steps; a final checkpoint is always written
+    keep_checkpoints: int = 2
+    device: str = "auto"  # auto -> cuda if available else cpu
+    progress: bool = True
+
+
+@dataclass
+class TrainResult:
+    """What :meth:`Trainer.fit` did. ``losses`` covers only the steps run by this call."""
+
+    losses: list[float] = field(default_factory=list)  # accumulated mean loss per optimizer step
+    steps: int = 0  # global optimizer step reached
+    epochs_done: int = 0  # complete epochs
+    output_dir: str = ""
+    last_checkpoint: str | None = None
+    samples_per_sec: float = 0.0
+    start_step: int = 0  # global step this call started from (> 0 after a resume)
+
+
+class NonFiniteLossError(RuntimeError):
+    """The loss became NaN/inf; training stopped before the optimizer applied the step."""
+
+    def __init__(self, message: str, step: int, epoch: int, losses: dict[str, float], last_checkpoint: str | None):
+        super().__init__(message)
+        self.step, self.epoch, self.losses, self.last_checkpoint = step, epoch, losses, last_checkpoint
+
+
+def _pick_device(name: str, local_rank: int) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":  # one GPU per process under torchrun
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def _to_device(obj: Any, device: torch.device) -> Any:
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, dict):
+        return {k: _to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(_to_device(v, device) for v in obj)
+    return obj
+
+
+def _seed_everything(seed: int) -> None:
+    torch.manual_seed(seed)
+    random.seed(seed)
+    np.random.seed(seed % (1 << 32))
+
+
+class Trainer:
+    """Masked-modeling trainer: ``out = model({modality: tensor})``, minimising ``out.loss``.
+
+    Args:
+        model: returns an object with ``.loss`` (scalar) and ``.losses`` (per-modality scalars).
+        dataset: map-style; items are dicts holding at least the ``modalities`` keys.
+        train, optim: loop and optimizer settings.
+        collate_fn: batch collation (default ``torch.utils.data.default_collate``).
+        hooks: called as ``hook(trainer, step, out)`` after every optimizer step on every rank.
+        modalities: input keys fed to the model (default ``model.modalities``).
+    """
+
+    def __init__(
+        self,
+        model: nn.Module,
+        dataset: Any,
+        train: TrainConfig,
+        optim: OptimConfig,
+        collate_fn: Callable[[list[Any]], Any] | None = None,
+        hooks: Sequence[Hook] = (),
+        modalities: Sequence[str] | None = None,
+    ) -> None:
+        self.train_cfg, self.optim_cfg, self.hooks = train, optim, list(hooks)
+        if train.batch_size < 1 or train.accum_steps < 1:
+            raise ValueError("batch_size and accum_steps must be >= 1")
+        self.rank, self.world_size, self.local_rank = init_distributed()
+        self.device = _pick_device(train.device, self.local_rank)
+        self.model = model.to(self.device)
+        self.modalities = list(modalities if modalities is not None else getattr(model, "modalities", None) or [])
+        if not self.modalities:
+            raise ValueError("no modalities: pass modalities=... or give the model a `modalities` list")
+        self.output_dir = Path(train.output_dir)
+        self.effective_batch = train.batch_size * train.accum_steps * self.world_size
+        self.sampler = ResumableSampler(len(dataset), seed=train.seed, rank=self.rank, world_size=self.world_size)
+        self.steps_per_epoch = self.sampler.num_samples // train.batch_size // train.accum_steps
+        if self.steps_per_epoch == 0:
+            raise ValueError(
+                f"dataset of {len(dataset)} items gives no optimizer step per epoch with batch_size "
+                f"{train.batch_size} x accum_steps {train.accum_steps} x {self.world_size} process(es)"
+            )
+        self.total_steps = train.epochs * self.steps_per_epoch
+        if train.max_steps is not None:
+            self.total_steps = min(self.total_steps, train.max_steps)
+        self.optimizer = build_optimizer(self.model, optim, self.effective_batch)
+        self.peak_lr = resolve_lr(optim, self.effective_batch)
+        # An explicit generator means creating a loader iterator never draws from the global RNG.
+        self._loader_gen = torch.Generator()
+        self.loader = DataLoader(
+            SeededDataset(dataset),
+            batch_size=train.batch_size,
+            sampler=self.sampler,
+            num_workers=train.num_workers,
+            collate_fn=collate_fn or default_collate,
+            drop_last=True,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+            generator=self._loader_gen,
+        )
+        self._net: nn.Module = self.model
+        if self.world_size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            self._net = DistributedDataParallel(self.model, device_ids=ids)
+        self.step = self.epoch = self.step_in_epoch = 0
+        self.last_checkpoint: str | None = None
+
+    # ------------------------------------------------------------------ public
+    def fit(self, resume: bool | str = False) -> TrainResult:
+        """Train to ``total_steps``; ``resume=True`` continues from ``<output_dir>/checkpoints/latest``,
+        a string resumes from that checkpoint (or output) directory."""
+        cfg = self.train_cfg
+        _seed_everything(cfg.seed + self.rank)
+        if resume:
+            self._resume(self.output_dir if resume is True else Path(resume))
+        start_step, saved_step = self.step, (self.step if resume else -1)
+        losses: list[float] = []
+        bar = tqdm(total=self.total_steps, initial=self.step, desc="train", dynamic_ncols=True,
+                   disable=not (cfg.progress and is_main()))
+        self._net.train()
+        t0 = time.perf_counter()
+        try:
+            while self.step < self.total_steps:
+                self.sampler.set_epoch(self.epoch)
+                self.sampler.set_start(self.step_in_epoch * cfg.accum_steps * cfg.batch_size)
+                self._loader_gen.manual_seed(mix_seed(cfg.seed, self.epoch))
+                batches = iter(self.loader)
+                for _ in range(self.step_in_epoch, self.steps_per_epoch):
+                    if self.step >= self.total_steps:
+                        break
+                    out, loss, lr = self._train_step(batches)
+                    losses.append(loss)
+                    self.step += 1
+                    self.step_in_epoch += 1
+                    if self.step_in_epoch == self.steps_per_epoch:
+                        self.epoch, self.step_in_epoch = self.epoch + 1, 0
+                    for hook in self.hooks:
+                        hook(self, self.step, out)
+                    rate = (self.step - start_step) * self.effective_batch / max(time.perf_counter() - t0, 1e-9)
+                    bar.set_postfix({"loss": f"{loss:.4f}", "lr": f"{lr:.2e}", "samples/s": f"{rate:.1f}"}, refresh=False)
+                    bar.update(1)
+                    if is_main() and cfg.log_every > 0 and self.step % cfg.log_every == 0:
+                        logger.info("step %d/%d epoch %.2f loss %.4f lr %.3e %.1f samples/s", self.step,
+                                    self.total_steps, self.step / self.steps_per_epoch, loss, lr, rate)
+                    if cfg.checkpoint_every > 0 and self.step % cfg.checkpoint_every == 0:
+                        self._save()
+                        saved_step = self.step
+                del batches  # shut the epoch's worker processes down before starting the next
+            if saved_step != self.step:
+                self._save()
+        finally:
+            bar.close()
+        elapsed = max(time.perf_counter() - t0, 1e-9)
+        return TrainResult(losses=losses, steps=self.step, epochs_done=self.epoch, output_dir=str(self.output_dir),
+                           last_checkpoint=self.last_checkpoint, start_step=start_step,
+                           samples_per_sec=(self.step - start_step) * self.effective_batch / elapsed)
+
+    # ----------------------------------------------------------------- internals
+    def _train_step(self, batches: Iterator[Any]) -> tuple[Any, float, float]:
+        cfg, accum = self.train_cfg, self.train_cfg.accum_steps
+        lr = lr_at(self.step / self.steps_per_epoch, self.peak_lr, self.optim_cfg.min_lr,
+                   self.optim_cfg.warmup_epochs, cfg.epochs)
+        apply_lr(self.optimizer, lr)
+        self.optimizer.zero_grad(set_to_none=True)
+        total = torch.zeros((), device=self.device)
+        parts: dict[str, torch.Tensor] = {}
+        out: Any = None
+        for micro in range(accum):
+            batch = next(batches)
+            missing = [m for m in self.modalities if m not in batch]
+            if missing:
+                raise KeyError(f"batch has no {missing}; its keys are {sorted(batch)}")
+            inputs = {m: _to_device(batch[m], self.device) for m in self.modalities}
+            # Gradients are all-reduced only on the last micro-step of an accumulation cycle.
+            last = micro == accum - 1
+            sync = nullcontext() if last or self._net is self.model else self._net.no_sync()  # type: ignore[operator]
+            with sync:
+                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                    out = self._net(inputs)
+                (out.loss / accum).backward()
+            total += out.loss.detach().float() / accum
+            for name, value in out.losses.items():
+                parts[name] = parts.get(name, 0.0) + value.detach().float() / accum
+        names = sorted(parts)
+        # One collective (and one host sync) for the loss and its per-modality parts.
+        stats = all_reduce_mean(torch.stack([total, *(parts[n] for n in names)])).tolist()
+        loss, per_mod = stats[0], dict(zip(names, stats[1:]))
+        if not (math.isfinite(loss) and all(math.isfinite(v) for v in per_mod.values())):
+            step = self.step + 1
+            raise NonFiniteLossError(
+                f"non-finite loss {loss} at optimizer step {step} (epoch {self.epoch}, step "
+                f"{self.step_in_epoch + 1}/{self.steps_per_epoch} of the epoch); per-modality losses "
+                f"{per_mod}; the step was not applied and nothing was saved; last good checkpoint: "
+                f"{self.last_checkpoint or 'none (no checkpoint written yet)'}. Lower the lr, set "
+                f"optim.clip_grad or check the data, then resume from that checkpoint.",
+                step, self.epoch, per_mod, self.last_checkpoint,
+            )
+        if self.optim_cfg.clip_grad is not None:
+            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.optim_cfg.clip_grad)
+        self.optimizer.step()
+        return out, loss, lr
+
+    def _extra(self) -> dict[str, Any]:
+        return {"train": to_dict(self.train_cfg), "optim": to_dict(self.optim_cfg), "world_size": self.world_size,
+                "steps_per_epoch": self.steps_per_epoch, "effective_batch": self.effective_batch,
+                "modalities": list(self.modalities)}
+
+    def _save(self) -> None:
+        rng = all_gather_object(capture_rng_state())  # every rank's stream, for exact DDP resume
+        path = self.output_dir / "checkpoints" / f"step_{self.step:08d}"
+        if is_main():
+            path = save_checkpoint(
+                self.output_dir, model=self.model, optimizer=self.optimizer, step=self.step, epoch=self.epoch,
+                step_in_epoch=self.step_in_epoch, extra=self._extra(), keep=self.train_cfg.keep_checkpoints,
+                rng_states=rng,  # type: ignore[arg-type]
+            )
+        barrier()  # no rank runs ahead (or resumes) before the checkpoint is in place
+        self.last_checkpoint = str(path)
+
+    def _resume(self, path: Path) -> None:
+        state = load_checkpoint(path, self.model, self.optimizer, rank=self.rank)
+        self.step, self.epoch, self.step_in_epoch = state["step"], state["epoch"], state["step_in_epoch"]
+        if self.step_in_epoch >= self.steps_per_epoch:
+            self.epoch, self.step_in_epoch = self.epoch + 1, 0
+        self.last_checkpoint = state["path"]
+        extra = state.get("extra") or {}
+        for key, now in (("steps_per_epoch", self.steps_per_epoch), ("world_size", self.world_size),
+                         ("effective_batch", self.effective_batch)):
+            if key in extra and extra[key] != now:
+                logger.warning("resuming with %s=%s (checkpoint had %s): the run will not replay exactly",
+                               key, now, extra[key])
+        logger.info("resumed from %s at step %d (epoch %d)", state["path"], self.step, self.epoch)

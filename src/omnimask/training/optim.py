@@ -1,0 +1,86 @@
+"""AdamW with MAE-style parameter groups and batch-size-scaled learning rate."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from typing import Any, Sequence
+
+import torch
+from torch import nn
+
+__all__ = ["OptimConfig", "param_groups", "build_optimizer", "resolve_lr", "NO_DECAY_NAMES"]
+
+logger = logging.getLogger(__name__)
+
+NO_DECAY_NAMES: tuple[str, ...] = ("cls_token", "mask_token", "pos_embed", "modality_embed")
+
+
+@dataclass
+class OptimConfig:
+    """Optimizer and learning-rate schedule settings (the ``optim`` recipe section)."""
+
+    base_lr: float = 1.5e-4  # lr = base_lr * effective_batch / 256 (the MAE linear scaling rule)
+    lr: float | None = None  # absolute lr; overrides the base_lr scaling when set
+    min_lr: float = 0.0
+    weight_decay: float = 0.05
+    betas: tuple[float, float] = (0.9, 0.95)
+    eps: float = 1e-8
+    warmup_epochs: float = 40.0
+    clip_grad: float | None = None
+
+
+def param_groups(
+    model: nn.Module, weight_decay: float, no_decay_names: Sequence[str] = NO_DECAY_NAMES
+) -> list[dict[str, Any]]:
+    """Split trainable parameters into a decayed and a non-decayed group.
+
+    Biases and norm scales (any parameter with at most one dimension) and learned tokens /
+    embeddings (name contains one of ``no_decay_names``) get no weight decay: decaying them
+    pulls them toward zero without regularising anything useful.
+    """
+    decay: list[nn.Parameter] = []
+    no_decay: list[nn.Parameter] = []
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if p.ndim <= 1 or any(token in name for token in no_decay_names):
+            no_decay.append(p)
+        else:
+            decay.append(p)
+    groups = [
+        {"params": decay, "weight_decay": weight_decay},
+        {"params": no_decay, "weight_decay": 0.0},
+    ]
+    # torch rejects empty groups only in some versions; dropping them is always safe.
+    return [g for g in groups if g["params"]]
+
+
+def resolve_lr(cfg: OptimConfig, effective_batch: int) -> float:
+    """Peak learning rate: ``cfg.lr`` if set, else ``base_lr * effective_batch / 256``."""
+    if cfg.lr is not None:
+        return float(cfg.lr)
+    return cfg.base_lr * effective_batch / 256.0
+
+
+def build_optimizer(model: nn.Module, cfg: OptimConfig, effective_batch: int) -> torch.optim.AdamW:
+    """AdamW over :func:`param_groups` with the peak lr from :func:`resolve_lr`.
+
+    ``effective_batch`` is the number of samples per optimizer step over all processes
+    (batch_size * accum_steps * world_size). The schedule later overwrites each group's lr every
+    step; the value set here is the peak it scales.
+    """
+    if effective_batch <= 0:
+        raise ValueError(f"effective_batch must be positive, got {effective_batch}")
+    lr = resolve_lr(cfg, effective_batch)
+    groups = param_groups(model, cfg.weight_decay)
+    if not groups:
+        raise ValueError("model has no trainable parameters")
+    opt = torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas), eps=cfg.eps)  # type: ignore[arg-type]
+    if cfg.lr is not None:
+        logger.info("optimizer: AdamW lr=%.3e (absolute), effective batch %d", lr, effective_batch)
+    else:
+        logger.info(
+            "optimizer: AdamW lr=%.3e (base_lr %.3e x effective batch %d / 256)", lr, cfg.base_lr, effective_batch
+        )
+    return opt

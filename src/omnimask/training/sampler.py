@@ -1,0 +1,147 @@
+"""Deterministic, resumable sampling with per-sample random seeds.
+
+Exact resume needs two things from the data side:
+
+* the order of samples in an epoch must be a function of (seed, epoch) only, and the loader must
+  be able to start part-way through it (:class:`ResumableSampler`);
+* the random augmentation of a sample must be a function of (seed, epoch, index) only, not of
+  which worker process loads it or what that worker loaded before (:class:`SeededDataset`).
+"""
+
+from __future__ import annotations
+
+import random
+from typing import Any, Iterator
+
+import numpy as np
+import torch
+from torch.utils.data import Dataset, Sampler
+
+__all__ = ["ResumableSampler", "SeededDataset", "mix_seed"]
+
+_MASK64 = (1 << 64) - 1
+
+
+def _splitmix64(x: int) -> int:
+    # A well-mixed 64-bit bijection: neighbouring inputs give unrelated outputs, so the seeds of
+    # samples i and i+1 (or epochs e and e+1) do not produce correlated random streams.
+    x = (x + 0x9E3779B97F4A7C15) & _MASK64
+    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
+    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
+    return x ^ (x >> 31)
+
+
+def mix_seed(*parts: int) -> int:
+    """Deterministic non-negative 63-bit seed from integers (stable across runs and platforms)."""
+    h = 0
+    for p in parts:
+        h = _splitmix64(h ^ (int(p) & _MASK64))
+    return h >> 1  # keep it below 2**63 so every RNG API accepts it
+
+
+class ResumableSampler(Sampler[tuple[int, int]]):
+    """Shuffled, rank-sharded sampler that yields ``(index, sample_seed)`` and can skip ahead.
+
+    Args:
+        dataset_len: number of items in the dataset.
+        seed: base seed; the epoch-``e`` permutation comes from a generator seeded by (seed, e).
+        shuffle: permute each epoch (else natural order).
+        drop_last: drop the tail so every rank gets the same count; otherwise pad by wrapping
+            around. Equal counts keep DDP ranks in lock-step.
+        rank, world_size: this process's shard; every rank must use the same ``seed``.
+    """
+
+    def __init__(
+        self,
+        dataset_len: int,
+        seed: int = 0,
+        shuffle: bool = True,
+        drop_last: bool = True,
+        rank: int = 0,
+        world_size: int = 1,
+    ) -> None:
+        if dataset_len <= 0:
+            raise ValueError(f"dataset_len must be positive, got {dataset_len}")
+        if not 0 <= rank < world_size:
+            raise ValueError(f"rank {rank} out of range for world_size {world_size}")
+        self.dataset_len = dataset_len
+        self.seed = seed
+        self.shuffle = shuffle
+        self.drop_last = drop_last
+        self.rank = rank
+        self.world_size = world_size
+        self.epoch = 0
+        self.start = 0
+        if drop_last:
+            self.num_samples = dataset_len // world_size
+        else:
+            self.num_samples = -(-dataset_len // world_size)
+        if self.num_samples == 0:
+            raise ValueError(f"dataset of {dataset_len} items is too small for {world_size} ranks")
+
+    def set_epoch(self, epoch: int) -> None:
+        """Select the epoch's permutation; also resets any :meth:`set_start` offset."""
+        self.epoch = epoch
+        self.start = 0
+
+    def set_start(self, n_samples_to_skip: int) -> None:
+        """Skip this rank's first ``n_samples_to_skip`` samples of the current epoch (resume)."""
+        if not 0 <= n_samples_to_skip <= self.num_samples:
+            raise ValueError(f"cannot skip {n_samples_to_skip} of {self.num_samples} samples")
+        self.start = n_samples_to_skip
+
+    def indices(self) -> list[int]:
+        """This rank's full index list for the current epoch (before the start offset)."""
+        if self.shuffle:
+            g = torch.Generator()
+            g.manual_seed(mix_seed(self.seed, self.epoch))
+            order = torch.randperm(self.dataset_len, generator=g).tolist()
+        else:
+            order = list(range(self.dataset_len))
+        total = self.num_samples * self.world_size
+        if total > len(order):  # pad by wrapping around (drop_last=False)
+            reps = -(-total // len(order))
+            order = (order * reps)[:total]
+        order = order[:total]
+        return order[self.rank : total : self.world_size]
+
+    def __iter__(self) -> Iterator[tuple[int, int]]:
+        for index in self.indices()[self.start :]:
+            yield index, mix_seed(self.seed, self.epoch, index)
+
+    def __len__(self) -> int:
+        return self.num_samples - self.start
+
+
+class SeededDataset(Dataset):
+    """Wrap a map-style dataset so ``ds[(index, sample_seed)]`` is reproducible.
+
+    The inner ``dataset[index]`` runs with torch, python ``random`` and numpy seeded from
+    ``sample_seed``; all three generators are restored afterwards, so loading in the main process
+    (``num_workers=0``) leaves the training RNG stream untouched. A plain int key is passed
+    through unseeded.
+    """
+
+    def __init__(self, dataset: Any) -> None:
+        self.dataset = dataset
+
+    def __len__(self) -> int:
+        return len(self.dataset)
+
+    def __getitem__(self, key: Any) -> Any:
+        if not isinstance(key, (tuple, list)):
+            return self.dataset[key]
+        index, sample_seed = key
+        py_state = random.getstate()
+        np_state = np.random.get_state()
+        # devices=[]: only the CPU generator is forked. Seeding goes through the CPU default
+        # generator, not torch.manual_seed, which would also reseed (and so clobber) CUDA RNGs.
+        with torch.random.fork_rng(devices=[]):
+            torch.random.default_generator.manual_seed(sample_seed)
+            random.seed(sample_seed)
+            np.random.seed(sample_seed % (1 << 32))
+            try:
+                return self.dataset[index]
+            finally:
+                random.setstate(py_state)
+                np.random.set_state(np_state)

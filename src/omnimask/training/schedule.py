@@ -1,0 +1,34 @@
+"""Per-iteration learning-rate schedule: linear warm-up, then half-cycle cosine (as in MAE).
+
+The schedule is a pure function of the fractional epoch (optimizer_step / steps_per_epoch), so a
+resumed run recomputes exactly the lr the uninterrupted run used; no scheduler state to save.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+__all__ = ["lr_at", "apply_lr"]
+
+
+def lr_at(epoch: float, base: float, min_lr: float, warmup_epochs: float, epochs: float) -> float:
+    """Learning rate at fractional ``epoch``.
+
+    Rises linearly from 0 to ``base`` over ``warmup_epochs``, then follows a half cosine from
+    ``base`` down to ``min_lr`` at ``epochs`` (and stays there beyond it).
+    """
+    if warmup_epochs > 0 and epoch < warmup_epochs:
+        return base * epoch / warmup_epochs
+    span = epochs - warmup_epochs
+    if span <= 0:
+        return base if epoch < epochs else min_lr
+    progress = min(max((epoch - warmup_epochs) / span, 0.0), 1.0)
+    return min_lr + (base - min_lr) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def apply_lr(optimizer: torch.optim.Optimizer, lr: float) -> None:
+    """Set every group's lr, honouring an optional per-group ``lr_scale`` (layer-wise decay)."""
+    for group in optimizer.param_groups:
+        group["lr"] = lr * group.get("lr_scale", 1.0)
