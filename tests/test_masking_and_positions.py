@@ -109,6 +109,20 @@ def test_block_masking_hides_exact_count_in_blocks():
     assert rand.sum() > 0
 
 
+@pytest.mark.parametrize("name", MASKING.names())
+def test_every_masking_strategy_keeps_the_contract(name):
+    strategy = MASKING.build(name, {"ratio": 0.5})
+    spec = strategy(4, (4, 6), generator=torch.Generator().manual_seed(1))
+    n, keep = 24, strategy.num_keep(24)
+    assert spec.mask.dtype == torch.bool and spec.mask.shape == (4, n)
+    assert spec.ids_keep.shape == (4, keep) and (~spec.mask).sum(1).tolist() == [keep] * 4
+    assert not spec.mask.gather(1, spec.ids_keep).any()
+    hidden_first = torch.cat([spec.ids_keep, (spec.mask).nonzero()[:, 1].view(4, -1)], 1)
+    assert torch.equal(torch.sort(hidden_first, 1).values, torch.arange(n).expand(4, n))
+    explicit = strategy(4, (4, 6), mask=spec.mask)
+    assert torch.equal(explicit.mask, spec.mask)
+
+
 def test_masking_registry_errors():
     assert {"random", "block"} <= set(MASKING.names())
     with pytest.raises(KeyError, match="registered"):

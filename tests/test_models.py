@@ -42,9 +42,20 @@ def test_contract_every_modality(name, tmp_path):
     loaded = OmniMaskForPreTraining.from_pretrained(tmp_path)
     for k, v in model.state_dict().items():
         assert torch.equal(v, loaded.state_dict()[k]), k
-    noise = {name: torch.rand(3, n)}
+    masks = {name: model.maskings[name](3, out.grids[name], generator=torch.Generator().manual_seed(0)).mask}
     model.eval()
-    assert torch.equal(model({name: x}, noise=noise).pred[name], loaded({name: x}, noise=noise).pred[name])
+    assert torch.equal(model({name: x}, masks=masks).pred[name], loaded({name: x}, masks=masks).pred[name])
+
+
+def test_seeded_encoder_equals_the_pretraining_models_initial_encoder():
+    """The evaluation's random-init baseline relies on this: same seed, same initial encoder."""
+    cfg = OmniMaskConfig(**tiny_config_dict())
+    torch.manual_seed(3)
+    pre = OmniMaskForPreTraining(cfg)
+    torch.manual_seed(3)
+    enc = OmniMaskModel(cfg)
+    for k, v in enc.state_dict().items():
+        assert torch.equal(v, pre.omnimask.state_dict()[k]), k
 
 
 def test_two_modalities_share_one_encoder():

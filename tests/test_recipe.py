@@ -125,3 +125,28 @@ def test_few_label_protocol_learns_an_easy_task():
     assert report["random"]["linear_probe"] >= 90.0
     with pytest.raises(ValueError, match="fewer than labels_per_class"):
         few_label_subset(y, 50, seed=0)
+
+
+def test_recipe_with_block_masking_on_own_folder_without_val(tmp_path, data_dir):
+    """A user's ImageFolder without a val split trains (pictures from training images) with block masking."""
+    import shutil
+
+    own = tmp_path / "own"
+    for digit in ("3", "7"):
+        shutil.copytree(data_dir / "v1/image/train" / digit, own / digit)
+    out = tmp_path / "run"
+    argv = ["--config", str(TEST_CFG), f"train.output_dir={out}", f"data.image.root={own}", "train.max_steps=2"]
+    cfg = load_recipe(TEST_CFG, argv[2:])
+    cfg.model["modalities"]["image"]["masking"] = {"name": "block", "ratio": 0.5, "min_block": 2}
+    from omnimask.recipe import run
+
+    summary = run(cfg)
+    assert Path(summary["reconstruction"]).is_file()
+    assert OmniMaskForPreTraining.from_pretrained(out / "final").config.modalities["image"]["masking"]["name"] == "block"
+
+
+def test_recipe_rejects_model_typos_and_missing_checkpoints(tmp_path, capsys):
+    with pytest.raises(ConfigError, match="encoderr"):
+        load_recipe(TEST_CFG, ["model.encoderr={}"])
+    assert recipe_main(["--config", str(TEST_CFG), f"train.output_dir={tmp_path}", "--resume"]) == 2
+    assert str(tmp_path) in capsys.readouterr().err

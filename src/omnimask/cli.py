@@ -59,11 +59,17 @@ def _cmd_list(_: argparse.Namespace) -> int:
     except FileNotFoundError as err:
         print(f"recipes: ({err})")
         return 0
-    print(f"recipes ({recipes_dir()}):")
+    root = recipes_dir()
+    print(f"recipes ({root}):")
     for name, configs in recipes.items():
         print(f"  {name}")
         for c in configs:
-            print(f"      --config {c}")
+            path = root / c
+            try:  # as a path that works from here; `--config` also accepts it relative to recipes/
+                path = path.relative_to(Path.cwd())
+            except ValueError:
+                pass
+            print(f"      --config {path}")
     return 0
 
 
@@ -105,11 +111,15 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _cmd_train(args, rest)
     if rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    if args.command == "list":
-        return _cmd_list(args)
-    if args.command == "convert":
-        return run_convert(args)
-    return _cmd_data(args)
+    try:
+        if args.command == "list":
+            return _cmd_list(args)
+        if args.command == "convert":
+            return run_convert(args)
+        return _cmd_data(args)
+    except (KeyError, ValueError, FileNotFoundError, NotADirectoryError) as err:
+        print(f"error: {err}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

@@ -62,6 +62,9 @@ def _tokenizer_kwargs(tokenizer_cls: type, given: dict | None, where: str) -> di
     }
     given = dict(given or {})
     check_keys(given, params, where)
+    missing = [k for k, v in params.items() if v is inspect.Parameter.empty and k not in given]
+    if missing:
+        raise ConfigError(f"{where} is missing required key(s) {missing}")
     out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in {**params, **given}.items()}
     return out
 

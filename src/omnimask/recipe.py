@@ -32,7 +32,7 @@ from .evaluation import EvalConfig, compare_encoders, encode_dataset
 from .modalities import MODALITIES
 from .models import OmniMaskForPreTraining, OmniMaskModel
 from .registry import ConfigError, check_keys
-from .training import NonFiniteLossError, OptimConfig, TrainConfig, Trainer, is_main
+from .training import CheckpointError, NonFiniteLossError, OptimConfig, TrainConfig, Trainer, is_main
 
 __all__ = ["RecipeConfig", "load_recipe", "run", "main"]
 
@@ -45,7 +45,7 @@ class RecipeConfig:
     data: dict
     optim: OptimConfig = field(default_factory=OptimConfig)
     train: TrainConfig = field(default_factory=TrainConfig)
-    eval: EvalConfig = field(default_factory=lambda: EvalConfig(enabled=False))
+    eval: EvalConfig = field(default_factory=EvalConfig)
     visualize_every: int = 200
 
 
@@ -61,9 +61,10 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> RecipeConfig
         data=raw["data"],
         optim=from_dict(OptimConfig, raw.get("optim") or {}, "optim"),
         train=from_dict(TrainConfig, raw.get("train") or {}, "train"),
-        eval=from_dict(EvalConfig, raw.get("eval") or {"enabled": False}, "eval"),
+        eval=from_dict(EvalConfig, raw.get("eval") or {}, "eval"),
         visualize_every=int(raw.get("visualize_every", 200)),
     )
+    check_keys(cfg.model, ("encoder", "modalities"), "model")
     OmniMaskConfig(**cfg.model)  # validate the model section now, before any work starts
     check_keys(cfg.data, cfg.model.get("modalities", {"image": {}}), "data (keys must be model modalities)")
     return cfg
@@ -103,7 +104,7 @@ class ReconstructionHook:
     def __init__(self, samples: dict[str, torch.Tensor], every: int, out_dir: Path) -> None:
         self.samples, self.every, self.out_dir = samples, every, out_dir
         self.generator = torch.Generator().manual_seed(1234)
-        self.noise: dict[str, torch.Tensor] = {}
+        self.masks: dict[str, torch.Tensor] = {}
 
     def __call__(self, trainer: Trainer, step: int, out: Any) -> None:
         if self.every and step % self.every == 0 and is_main():
@@ -115,10 +116,10 @@ class ReconstructionHook:
         model.eval()
         device = next(model.parameters()).device
         batch = {k: v.to(device) for k, v in self.samples.items()}
-        if not self.noise:
+        if not self.masks:  # drawn once with the model's own strategies, then reused for every picture
             tokens = model.omnimask.embed(batch)
-            self.noise = {k: torch.rand(t.shape[:2], generator=self.generator) for k, (t, _) in tokens.items()}
-        out = model(batch, noise={k: v.to(device) for k, v in self.noise.items()})
+            self.masks = {k: model.maskings[k](t.shape[0], grid, generator=self.generator).mask for k, (t, grid) in tokens.items()}
+        out = model(batch, masks={k: v.to(device) for k, v in self.masks.items()})
         model.train(was_training)
         path = None
         for key in batch:
@@ -126,7 +127,7 @@ class ReconstructionHook:
             if img is None:
                 continue
             self.out_dir.mkdir(parents=True, exist_ok=True)
-            path = self.out_dir / f"reconstruction_{key}_step{step:07d}.png"
+            path = self.out_dir / f"reconstruction_{key}_step{step:08d}.png"
             img.save(path)
             img.save(self.out_dir.parent / f"reconstruction_{key}.png")
         return path
@@ -156,8 +157,10 @@ def run(cfg: RecipeConfig, resume: bool | str = False) -> dict[str, Any]:
     train_sets = [build_dataset(config, cfg.data, k, "train") for k in keys]
     if len(train_sets) > 1:
         raise ConfigError("this runner trains on one dataset; several modality datasets in one run come with dataset mixing")
-    val_set = build_dataset(config, cfg.data, keys[0], "val")
-    samples = {keys[0]: torch.stack([val_set[i][keys[0]] for i in range(min(8, len(val_set)))])}
+    # Pictures show held-out images when there is a validation split, else un-augmented training images.
+    has_val = cfg.eval.enabled or (cfg.data.get(keys[0]) or {}).get("root") is None
+    picture_set = build_dataset(config, cfg.data, keys[0], "val" if has_val else "train_eval")
+    samples = {keys[0]: torch.stack([picture_set[i][keys[0]] for i in range(min(8, len(picture_set)))])}
     hook = ReconstructionHook(samples, cfg.visualize_every, out_dir / "reconstructions")
     trainer = Trainer(model, train_sets[0], cfg.train, cfg.optim, hooks=[hook])
     params = sum(p.numel() for p in model.parameters())
@@ -177,9 +180,12 @@ def run(cfg: RecipeConfig, resume: bool | str = False) -> dict[str, Any]:
     if cfg.eval.enabled:
         key = keys[0]
         train_eval = encode_dataset(build_dataset(config, cfg.data, key, "train_eval"), key)
-        val = encode_dataset(val_set, key)
-        torch.manual_seed(cfg.train.seed)  # the exact encoder pretraining started from
-        encoders = {"pretrained (omnimask)": OmniMaskModel.from_pretrained(final), "random init": OmniMaskModel(config)}
+        val = encode_dataset(picture_set, key)
+        # Re-seeding and building the encoder first reproduces the exact encoder pretraining started
+        # from (OmniMaskForPreTraining builds its OmniMaskModel before anything else).
+        torch.manual_seed(cfg.train.seed)
+        initial = OmniMaskModel(config)
+        encoders = {"pretrained (omnimask)": OmniMaskModel.from_pretrained(final), "random init": initial}
         report = compare_encoders(encoders, key, train_eval, val, cfg.eval, progress=cfg.train.progress)
         _print_report(report, cfg.eval, len(val[1]))
         summary["eval"] = report
@@ -188,17 +194,32 @@ def run(cfg: RecipeConfig, resume: bool | str = False) -> dict[str, Any]:
     return summary
 
 
+def _find_config(path: str | Path) -> Path:
+    """A config path as given, or relative to the recipes folder (as ``omnimask list`` prints them)."""
+    p = Path(path)
+    if p.is_file() or p.is_absolute():
+        return p
+    from .cli import recipes_dir
+
+    try:
+        alt = recipes_dir() / p
+    except FileNotFoundError:
+        return p
+    return alt if alt.is_file() else p
+
+
 def main(argv: Sequence[str] | None = None, default_config: str | Path | None = None, prog: str | None = None) -> int:
     parser = argparse.ArgumentParser(prog=prog, description="Run an omnimask pretraining recipe.")
     parser.add_argument("--config", default=default_config, required=default_config is None, help="recipe YAML")
-    parser.add_argument("--resume", nargs="?", const=True, default=False, help="continue from the latest checkpoint (or the given one)")
+    parser.add_argument("--resume", action="store_true", help="continue exactly from the latest checkpoint in train.output_dir")
+    parser.add_argument("--resume-from", default=None, metavar="DIR", help="continue from this checkpoint directory")
     parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.epochs=5 optim.base_lr=1e-3")
     args = parser.parse_args(argv)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S")
     try:
-        cfg = load_recipe(args.config, args.overrides)
-        run(cfg, resume=args.resume)
-    except (ConfigError, KeyError, FileNotFoundError, ValueError) as err:
+        cfg = load_recipe(_find_config(args.config), args.overrides)
+        run(cfg, resume=args.resume_from or args.resume)
+    except (ConfigError, KeyError, FileNotFoundError, ValueError, CheckpointError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2
     except NonFiniteLossError as err:

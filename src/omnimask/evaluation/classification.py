@@ -28,7 +28,7 @@ __all__ = ["EvalConfig", "Classifier", "encode_dataset", "finetune_accuracy", "l
 class EvalConfig:
     """Few-label evaluation protocol (defaults sized for the embedded digits on a CPU)."""
 
-    enabled: bool = True
+    enabled: bool = False
     labels_per_class: int = 10
     repeats: int = 2
     epochs: int = 40
@@ -67,7 +67,7 @@ def encode_dataset(dataset: Any, modality: str, limit: int | None = None) -> tup
 
 def _shift(x: Tensor, frac: float, g: torch.Generator) -> Tensor:
     """Random per-sample translation by up to ``frac`` of the size (a light, label-safe augmentation)."""
-    if frac <= 0:
+    if frac <= 0 or x.ndim != 4:  # translation applies to (B, C, H, W) images only
         return x
     b = x.shape[0]
     theta = torch.zeros(b, 2, 3)

@@ -87,7 +87,9 @@ class BlockMasking(MaskingStrategy):
         lead, rows, cols = math.prod(grid[:-2]), grid[-2], grid[-1]
         n = math.prod(grid)
         target = self.num_hidden(n)
-        g = generator if generator is None or generator.device.type == "cpu" else None
+        if generator is not None and generator.device.type != "cpu":
+            raise ValueError("block masking draws its blocks on the CPU; pass a CPU torch.Generator")
+        g = generator
         # Blocks are drawn per 2-D slice and the per-slice targets add up to the total.
         per_slice = [target // lead + (1 if i < target % lead else 0) for i in range(lead)]
         masks = [torch.cat([self._one(rows, cols, t, g) for t in per_slice]) for _ in range(batch_size)]
