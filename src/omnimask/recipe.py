@@ -160,7 +160,9 @@ def run(cfg: RecipeConfig, resume: bool | str = False) -> dict[str, Any]:
     # Pictures show held-out images when there is a validation split, else un-augmented training images.
     has_val = cfg.eval.enabled or (cfg.data.get(keys[0]) or {}).get("root") is None
     picture_set = build_dataset(config, cfg.data, keys[0], "val" if has_val else "train_eval")
-    samples = {keys[0]: torch.stack([picture_set[i][keys[0]] for i in range(min(8, len(picture_set)))])}
+    # Evenly spaced samples, so a class-sorted folder shows several classes.
+    picks = torch.linspace(0, len(picture_set) - 1, min(8, len(picture_set))).long().tolist()
+    samples = {keys[0]: torch.stack([picture_set[i][keys[0]] for i in picks])}
     hook = ReconstructionHook(samples, cfg.visualize_every, out_dir / "reconstructions")
     trainer = Trainer(model, train_sets[0], cfg.train, cfg.optim, hooks=[hook])
     params = sum(p.numel() for p in model.parameters())
