@@ -134,17 +134,19 @@ class ReconstructionHook:
 
 
 def _print_report(report: dict[str, dict[str, Any]], cfg: EvalConfig, n_val: int) -> None:
-    print(f"\nHeld-out evaluation ({n_val} images never seen in pretraining):")
-    print(f"  fine-tune with {cfg.labels_per_class} labels per class, mean of {cfg.repeats} label subsets; linear probe on all training labels")
-    print(f"  {'encoder':<24}{'few-label fine-tune':>22}{'linear probe':>15}")
+    k = cfg.labels_per_class
+    print(f"\nHeld-out evaluation: top-1 % on {n_val} images never seen in pretraining "
+          f"({k} labels per class: mean of {cfg.repeats} label subsets)")
+    cols = [("probe_few_mean", f"probe, {k}/class"), ("finetune_mean", f"fine-tune, {k}/class"), ("probe_all", "probe, all labels")]
+    cols = [(key, title) for key, title in cols if any(key in r for r in report.values())]
+    print(f"  {'encoder':<24}" + "".join(f"{title:>22}" for _, title in cols))
     for name, r in report.items():
-        runs = ", ".join(f"{a:.1f}" for a in r["finetune"])
-        probe = f"{r['linear_probe']:.1f}%" if "linear_probe" in r else "-"
-        print(f"  {name:<24}{r['finetune_mean']:>8.1f}% ({runs}){probe:>15}")
+        print(f"  {name:<24}" + "".join(f"{r[key]:>21.1f}%" if key in r else f"{'-':>22}" for key, _ in cols))
     names = list(report)
     if len(names) == 2:
-        gain = report[names[0]]["finetune_mean"] - report[names[1]]["finetune_mean"]
-        print(f"  pretraining changed few-label accuracy by {gain:+.1f} points")
+        a, b = report[names[0]], report[names[1]]
+        gains = ", ".join(f"{title} {a[key] - b[key]:+.1f}" for key, title in cols if key in a and key in b)
+        print(f"  pretraining gain (points): {gains}")
 
 
 def run(cfg: RecipeConfig, resume: bool | str = False) -> dict[str, Any]:
