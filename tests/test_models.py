@@ -129,6 +129,8 @@ def test_encoder_only_load_drops_decoder_and_autoclasses(tmp_path, caplog):
         assert torch.equal(v, pre.state_dict()["omnimask." + k])
     auto = AutoModel.from_pretrained(tmp_path / "pre")
     assert isinstance(auto, OmniMaskModel)
+    assert AutoModel.from_pretrained(tmp_path / "pre", dtype="auto").cls_token.dtype == torch.float32
+    assert OmniMaskModel.from_pretrained(tmp_path / "pre", dtype=torch.bfloat16).cls_token.dtype == torch.bfloat16
     assert isinstance(AutoModelForPreTraining.from_pretrained(tmp_path / "pre"), OmniMaskForPreTraining)
     assert AutoConfig.from_pretrained(tmp_path / "pre").model_type == "omnimask"
     x = torch.randn(2, 3, 32, 32)

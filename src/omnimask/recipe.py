@@ -19,6 +19,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -224,6 +225,8 @@ def main(argv: Sequence[str] | None = None, default_config: str | Path | None = 
         cfg = load_recipe(_find_config(args.config), args.overrides)
         run(cfg, resume=args.resume_from or args.resume)
     except (ConfigError, KeyError, FileNotFoundError, ValueError, CheckpointError) as err:
+        if os.environ.get("OMNIMASK_DEBUG"):  # show the traceback when chasing a bug
+            raise
         print(f"error: {err}", file=sys.stderr)
         return 2
     except NonFiniteLossError as err:

@@ -12,6 +12,7 @@ from torch import Tensor, nn
 from ..backbone.blocks import init_vit_weights
 from ..backbone.encoder import TransformerEncoder
 from ..configuration import OmniMaskConfig
+from ..masking.base import spec_from_mask
 from ..modalities import MODALITIES
 from .hub import HubMixin
 from .outputs import EncoderOutput, OmniMaskModelOutput
@@ -108,8 +109,6 @@ class OmniMaskModel(HubMixin, nn.Module):
         **modalities: Tensor,
     ) -> OmniMaskModelOutput:
         """Encode all tokens (or only the visible ones, given ``masks={name: bool (B, N)}``, True = hidden)."""
-        from ..masking.base import spec_from_mask
-
         batch = self.collect_inputs(inputs, modalities)
         visible = {}
         for k, (tok, _) in self.embed(batch, interpolate_pos_encoding).items():

@@ -115,6 +115,8 @@ class HubMixin:
         if model_args:
             raise TypeError(f"{cls.__name__}.from_pretrained takes no extra positional arguments, got {model_args}")
         dtype = dtype if dtype is not None else kwargs.pop("torch_dtype", None)
+        if dtype == "auto":  # transformers' Auto classes may pass it: keep the stored dtype (float32)
+            dtype = None
         unknown = set(kwargs) - _HUB_KWARGS
         if unknown:
             raise TypeError(f"{cls.__name__}.from_pretrained got unexpected keyword argument(s) {sorted(unknown)}")
