@@ -1,5 +1,5 @@
 # Sourced by main.sh and test.sh: make .venv (once) and install omnimask with the tested pins.
-# PYTHON picks the interpreter (default python3, 3.10+). EXTRAS adds optional dependency groups.
+# PYTHON picks the interpreter (default python3; the pins in constraints.txt need 3.11+). EXTRAS adds optional dependency groups.
 set -euo pipefail
 cd "$(dirname "${BASH_SOURCE[0]}")/.."
 PYTHON=${PYTHON:-python3}
