@@ -282,11 +282,16 @@ def test_ddp_two_process_resume(tmp_path):
                                                        str(Path(__file__).parent)]), OMP_NUM_THREADS="1")
 
     def run(out: str, steps: int, resume: int) -> list[float]:
-        with socket.create_server(("127.0.0.1", 0)) as sock:  # a free port for the rendezvous
-            port = sock.getsockname()[1]
-        cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-               f"--master_port={port}", str(script), out, str(steps), str(resume)]
-        proc = subprocess.run(cmd, env=env, timeout=180, capture_output=True, text=True)
+        # The free port is released before torchrun binds it, so another process can take it in
+        # between; only that rendezvous failure is retried (with a new port), nothing else.
+        for _ in range(3):
+            with socket.create_server(("127.0.0.1", 0)) as sock:  # a free port for the rendezvous
+                port = sock.getsockname()[1]
+            cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
+                   f"--master_port={port}", str(script), out, str(steps), str(resume)]
+            proc = subprocess.run(cmd, env=env, timeout=180, capture_output=True, text=True)
+            if proc.returncode == 0 or not any(e in proc.stderr for e in ("EADDRINUSE", "address already in use")):
+                break
         assert proc.returncode == 0, proc.stderr[-4000:]
         return json.loads(Path(out, f"losses_{steps}_{resume}.json").read_text())
 
