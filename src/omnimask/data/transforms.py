@@ -15,8 +15,7 @@ from torchvision.transforms.v2 import InterpolationMode
 
 __all__ = ["IMAGENET_MEAN", "IMAGENET_STD", "denormalize", "eval_transform", "mae_pretrain_transform"]
 
-IMAGENET_MEAN: tuple[float, ...] = (0.485, 0.456, 0.406)
-IMAGENET_STD: tuple[float, ...] = (0.229, 0.224, 0.225)
+from ..modalities.image import IMAGENET_MEAN, IMAGENET_STD
 
 _INTERPOLATIONS = {
     "nearest": InterpolationMode.NEAREST,

@@ -6,7 +6,7 @@ import torch
 from torch import Tensor, nn
 
 from ..backbone.blocks import Block
-from ..masking.base import MaskSpec
+from ..masking.base import MaskSpec, gather_tokens
 from .base import DECODERS
 
 __all__ = ["TransformerDecoder"]
@@ -71,7 +71,7 @@ class TransformerDecoder(nn.Module):
         b, n = spec.ids_restore.shape
         x = self.embed(visible)
         x = torch.cat([x, self.mask_token.expand(b, n - x.shape[1], -1).to(x.dtype)], dim=1)
-        x = torch.gather(x, 1, spec.ids_restore.unsqueeze(-1).expand(-1, -1, self.dim)) + pos
+        x = gather_tokens(x, spec.ids_restore) + pos
         ctx = []
         if self.context in ("all", "global") and global_tokens is not None:
             ctx.append(global_tokens)

@@ -1,6 +1,6 @@
 """Masking strategies. Polarity: ``mask`` True = hidden from the encoder (see :mod:`.base`)."""
 
-from .base import MASKING, MaskingStrategy, MaskSpec, spec_from_mask, spec_from_noise
+from .base import MASKING, MaskingStrategy, MaskSpec, gather_tokens, spec_from_mask, spec_from_noise
 from .block import BlockMasking
 from .random import RandomMasking
 
@@ -9,6 +9,7 @@ __all__ = [
     "MaskSpec",
     "MaskingStrategy",
     "RandomMasking",
+    "gather_tokens",
     "BlockMasking",
     "spec_from_mask",
     "spec_from_noise",

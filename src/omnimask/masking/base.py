@@ -26,7 +26,7 @@ from torch import Tensor
 
 from ..registry import Registry
 
-__all__ = ["MaskSpec", "MaskingStrategy", "MASKING", "spec_from_mask", "spec_from_noise"]
+__all__ = ["MaskSpec", "MaskingStrategy", "MASKING", "gather_tokens", "spec_from_mask", "spec_from_noise"]
 
 MASKING: Registry[type["MaskingStrategy"]] = Registry("masking strategy")
 
@@ -51,6 +51,11 @@ class MaskSpec:
 
     def to(self, device: torch.device | str) -> "MaskSpec":
         return MaskSpec(self.ids_keep.to(device), self.ids_restore.to(device), self.mask.to(device))
+
+
+def gather_tokens(tokens: Tensor, ids: Tensor) -> Tensor:
+    """tokens (B, N, D), ids (B, K) -> (B, K, D): the tokens at ``ids``, per sample."""
+    return torch.gather(tokens, 1, ids.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
 
 
 def spec_from_noise(noise: Tensor, num_keep: int) -> MaskSpec:

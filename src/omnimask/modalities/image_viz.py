@@ -9,12 +9,14 @@ import torch
 from PIL import Image
 from torch import Tensor
 
+from ..data.transforms import denormalize
+
 __all__ = ["reconstruction_grid"]
 
 
 def _to_uint8(x: Tensor, mean: Tensor, std: Tensor) -> np.ndarray:
     """(C, H, W) normalised -> (H, W, 3) uint8."""
-    x = (x * std[:, None, None] + mean[:, None, None]).clamp(0, 1)
+    x = denormalize(x, mean.tolist(), std.tolist()).clamp(0, 1)
     if x.shape[0] == 1:
         x = x.expand(3, -1, -1)
     elif x.shape[0] != 3:

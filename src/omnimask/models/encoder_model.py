@@ -12,21 +12,16 @@ from torch import Tensor, nn
 from ..backbone.blocks import init_vit_weights
 from ..backbone.encoder import TransformerEncoder
 from ..configuration import OmniMaskConfig
-from ..masking.base import spec_from_mask
+from ..masking.base import gather_tokens, spec_from_mask
 from ..modalities import MODALITIES
 from .hub import HubMixin
 from .outputs import EncoderOutput, OmniMaskModelOutput
 
-__all__ = ["OmniMaskModel", "gather_tokens"]
+__all__ = ["OmniMaskModel"]
 
 log = logging.getLogger(__name__)
 
 PRETRAINING_PREFIX = "omnimask."
-
-
-def gather_tokens(tokens: Tensor, ids: Tensor) -> Tensor:
-    """tokens (B, N, D), ids (B, K) -> (B, K, D)."""
-    return torch.gather(tokens, 1, ids.unsqueeze(-1).expand(-1, -1, tokens.shape[-1]))
 
 
 class OmniMaskModel(HubMixin, nn.Module):

@@ -20,9 +20,9 @@ from torch import Tensor, nn
 from ..backbone.blocks import init_vit_weights
 from ..configuration import OmniMaskConfig
 from ..decoders import DECODERS
-from ..masking import build_masking
+from ..masking import build_masking, gather_tokens
 from ..objectives import OBJECTIVES
-from .encoder_model import PRETRAINING_PREFIX, OmniMaskModel, gather_tokens
+from .encoder_model import PRETRAINING_PREFIX, OmniMaskModel
 from .hub import HubMixin
 from .outputs import OmniMaskPreTrainingOutput
 
