@@ -109,18 +109,32 @@ def test_block_masking_hides_exact_count_in_blocks():
     assert rand.sum() > 0
 
 
+# Strategies whose constructor is not just ``ratio``; every registered name must appear here or take ratio=0.5.
+_STRATEGY_CONFIGS = {"dual": {"encoder": {"name": "tube", "ratio": 0.5}, "decoder": {"name": "running_cell", "ratio": 0.5}}}
+
+
 @pytest.mark.parametrize("name", MASKING.names())
 def test_every_masking_strategy_keeps_the_contract(name):
-    strategy = MASKING.build(name, {"ratio": 0.5})
-    spec = strategy(4, (4, 6), generator=torch.Generator().manual_seed(1))
-    n, keep = 24, strategy.num_keep(24)
+    strategy = MASKING.build(name, _STRATEGY_CONFIGS.get(name, {"ratio": 0.5}))
+    grid = (4, 6)  # half of every grid row hidden by all strategies at ratio 0.5
+    spec = strategy(4, grid, generator=torch.Generator().manual_seed(1))
+    n, keep = 24, 12
     assert spec.mask.dtype == torch.bool and spec.mask.shape == (4, n)
     assert spec.ids_keep.shape == (4, keep) and (~spec.mask).sum(1).tolist() == [keep] * 4
     assert not spec.mask.gather(1, spec.ids_keep).any()
     hidden_first = torch.cat([spec.ids_keep, (spec.mask).nonzero()[:, 1].view(4, -1)], 1)
     assert torch.equal(torch.sort(hidden_first, 1).values, torch.arange(n).expand(4, n))
-    explicit = strategy(4, (4, 6), mask=spec.mask)
+    explicit = strategy(4, grid, mask=spec.mask, decode=spec.decode)
     assert torch.equal(explicit.mask, spec.mask)
+    # per-sample seeds: sample b depends on seeds[b] only, and equals the loader-side draw
+    seeded = strategy(3, grid, seeds=[5, 6, 5])
+    assert torch.equal(seeded.mask[0], seeded.mask[2])
+    for b, seed in enumerate([5, 6, 5]):
+        mask, decode = strategy.mask_for_seed(grid, seed)
+        assert torch.equal(seeded.mask[b], mask)
+        assert (decode is None) == (seeded.decode is None)
+        if decode is not None:
+            assert torch.equal(seeded.decode[b], decode)
 
 
 def test_masking_registry_errors():

@@ -182,8 +182,8 @@ def test_config_errors_name_the_bad_value():
         OmniMaskConfig(modalities={"imgae": {}})
     with pytest.raises(ConfigError, match=r"unknown key\(s\) \['patchsize'\].*patch_size"):
         OmniMaskConfig(modalities={"image": {"tokenizer": {"patchsize": 8}}})
-    with pytest.raises(KeyError, match="unknown masking strategy 'tube'"):
-        OmniMaskConfig(modalities={"image": {"masking": {"name": "tube"}}})
+    with pytest.raises(KeyError, match="unknown masking strategy 'tubes'.*tube"):
+        OmniMaskConfig(modalities={"image": {"masking": {"name": "tubes"}}})
     with pytest.raises(ConfigError, match="depht"):
         OmniMaskConfig(encoder={"depht": 3})
     with pytest.raises(ConfigError, match="in_dim"):

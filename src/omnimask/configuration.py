@@ -40,7 +40,7 @@ __all__ = ["OmniMaskConfig"]
 
 _MODALITY_KEYS = ("type", "tokenizer", "masking", "decoder", "objective", "loss_weight", "processor")
 # Values the model supplies to components; users never set them.
-_INJECTED = {"decoder": ("in_dim", "out_dim"), "objective": ("channels",)}
+_INJECTED = {"decoder": ("in_dim", "out_dim"), "objective": ("channels", "input_mean", "input_std")}
 
 
 def _component(section: str, registry: Any, given: dict | None, default: dict, where: str) -> dict:

@@ -1,4 +1,8 @@
-"""MAE's transformer decoder: visible tokens + mask tokens, unshuffled to grid order, self-attention."""
+"""MAE's transformer decoder: visible tokens + mask tokens, unshuffled to grid order, self-attention.
+
+With a decoder selection (VideoMAE V2's dual masking) it runs VideoMAE's arrangement instead:
+``[visible tokens, mask tokens at the selected positions]`` and predicts only the selected ones.
+"""
 
 from __future__ import annotations
 
@@ -25,6 +29,9 @@ class TransformerDecoder(nn.Module):
         context: which other encoded tokens join the decoder's self-attention: ``"all"`` (global
             tokens and other modalities' visible tokens; for a single modality this is exactly
             MAE's ``[CLS] + grid``), ``"global"`` (only ``[CLS]``-like tokens) or ``"none"``.
+        embed_bias: bias in the encoder-to-decoder projection (MAE: yes; VideoMAE: no).
+        final_norm_eps: eps of the norm before the prediction head (default ``norm_eps``;
+            transformers' VideoMAE uses PyTorch's 1e-5 there).
     """
 
     def __init__(
@@ -38,16 +45,18 @@ class TransformerDecoder(nn.Module):
         qkv_bias: bool = True,
         norm_eps: float = 1e-6,
         context: str = "all",
+        embed_bias: bool = True,
+        final_norm_eps: float | None = None,
     ) -> None:
         super().__init__()
         if context not in _CONTEXTS:
             raise ValueError(f"decoder context must be one of {_CONTEXTS}, got {context!r}")
         self.dim = dim
         self.context = context
-        self.embed = nn.Linear(in_dim, dim)
+        self.embed = nn.Linear(in_dim, dim, bias=embed_bias)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
         self.blocks = nn.ModuleList(Block(dim, num_heads, mlp_ratio, qkv_bias, norm_eps) for _ in range(depth))
-        self.norm = nn.LayerNorm(dim, eps=norm_eps)
+        self.norm = nn.LayerNorm(dim, eps=norm_eps if final_norm_eps is None else final_norm_eps)
         self.pred = nn.Linear(dim, out_dim)
         nn.init.normal_(self.mask_token, std=0.02)
 
@@ -66,12 +75,20 @@ class TransformerDecoder(nn.Module):
             global_tokens: (B, G, in_dim) e.g. the encoded ``[CLS]``.
             other_tokens: (B, M, in_dim) other modalities' encoded visible tokens.
         Returns:
-            (B, N, out_dim) predictions for every grid position.
+            (B, N, out_dim) predictions for every grid position, or (B, Q, out_dim) for the
+            positions ``spec.ids_decode`` when the spec selects decoder targets.
         """
         b, n = spec.ids_restore.shape
         x = self.embed(visible)
-        x = torch.cat([x, self.mask_token.expand(b, n - x.shape[1], -1).to(x.dtype)], dim=1)
-        x = gather_tokens(x, spec.ids_restore) + pos
+        if spec.ids_decode is None:
+            x = torch.cat([x, self.mask_token.expand(b, n - x.shape[1], -1).to(x.dtype)], dim=1)
+            x = gather_tokens(x, spec.ids_restore) + pos
+            num_out = n
+        else:
+            pos = pos.expand(b, -1, -1) if pos.ndim == 2 else pos
+            queries = self.mask_token.to(x.dtype) + gather_tokens(pos, spec.ids_decode)
+            x = torch.cat([x + gather_tokens(pos, spec.ids_keep), queries], dim=1)
+            num_out = queries.shape[1]
         ctx = []
         if self.context in ("all", "global") and global_tokens is not None:
             ctx.append(global_tokens)
@@ -81,4 +98,4 @@ class TransformerDecoder(nn.Module):
             x = torch.cat([self.embed(torch.cat(ctx, dim=1)), x], dim=1)
         for blk in self.blocks:
             x = blk(x)
-        return self.pred(self.norm(x[:, -n:]))
+        return self.pred(self.norm(x[:, -num_out:]))

@@ -1,8 +1,11 @@
 """Masking strategies. Polarity: ``mask`` True = hidden from the encoder (see :mod:`.base`)."""
 
-from .base import MASKING, MaskingStrategy, MaskSpec, gather_tokens, spec_from_mask, spec_from_noise
+from .base import MASKING, MaskingStrategy, MaskSpec, gather_tokens, spec_from_mask, spec_from_noise, with_decode
 from .block import BlockMasking
+from .dual import DualMasking
 from .random import RandomMasking
+from .running_cell import RunningCellMasking
+from .tube import TubeMasking
 
 __all__ = [
     "MASKING",
@@ -11,6 +14,10 @@ __all__ = [
     "RandomMasking",
     "gather_tokens",
     "BlockMasking",
+    "DualMasking",
+    "RunningCellMasking",
+    "TubeMasking",
+    "with_decode",
     "spec_from_mask",
     "spec_from_noise",
     "build_masking",

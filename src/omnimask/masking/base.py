@@ -13,44 +13,82 @@ A strategy is called with the batch size and the token grid of the modality and 
 * an explicit ``mask`` (B, N) bool, accepted by every strategy (see :func:`spec_from_mask`), e.g.
   made in a data loader or copied from VideoMAE's ``bool_masked_pos``.
 
+* per-sample ``seeds`` (B,): sample ``b``'s mask is a function of ``seeds[b]`` alone, drawn on the
+  CPU. A data loader that draws masks per sample (VideoMAE's way, see
+  :func:`MaskingStrategy.mask_for_seed`) and the model drawing them on the device from the same
+  seeds get identical masks.
+
 Structure-driven strategies (block) draw from an optional ``torch.Generator`` instead of noise.
+
+A spec may also choose which positions the *decoder* reconstructs (``decode``, True = decoded;
+VideoMAE V2's dual masking). The loss then counts positions that are hidden and decoded.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Sequence
 
 import torch
 from torch import Tensor
 
 from ..registry import Registry
 
-__all__ = ["MaskSpec", "MaskingStrategy", "MASKING", "gather_tokens", "spec_from_mask", "spec_from_noise"]
+__all__ = ["MaskSpec", "MaskingStrategy", "MASKING", "gather_tokens", "spec_from_mask", "spec_from_noise", "with_decode"]
 
 MASKING: Registry[type["MaskingStrategy"]] = Registry("masking strategy")
 
 
 @dataclass
 class MaskSpec:
-    """Which tokens of one modality the encoder sees.
+    """Which tokens of one modality the encoder sees (and, optionally, which the decoder predicts).
 
     Attributes:
         ids_keep: (B, K) indices of visible tokens, in the order they enter the encoder.
         ids_restore: (B, N) inverse permutation: ``cat(visible, hidden)[ids_restore]`` is grid order.
         mask: (B, N) bool, True = hidden from the encoder.
+        decode: optional (B, N) bool, True = the decoder reconstructs this position (the same count
+            in every sample). ``None`` = every position (MAE, VideoMAE).
+        ids_decode: (B, Q) indices of the decoded positions in grid order (set with ``decode``).
     """
 
     ids_keep: Tensor
     ids_restore: Tensor
     mask: Tensor
+    decode: Tensor | None = None
+    ids_decode: Tensor | None = None
 
     @property
     def num_visible(self) -> int:
         return self.ids_keep.shape[1]
 
+    @property
+    def loss_mask(self) -> Tensor:
+        """Positions the loss counts, over the decoder's output positions: hidden (and decoded)."""
+        if self.ids_decode is None:
+            return self.mask
+        return torch.gather(self.mask, 1, self.ids_decode)
+
     def to(self, device: torch.device | str) -> "MaskSpec":
-        return MaskSpec(self.ids_keep.to(device), self.ids_restore.to(device), self.mask.to(device))
+        move = lambda t: None if t is None else t.to(device)  # noqa: E731
+        return MaskSpec(move(self.ids_keep), move(self.ids_restore), move(self.mask), move(self.decode), move(self.ids_decode))
+
+
+def with_decode(spec: MaskSpec, decode: Tensor, where: str = "decode") -> MaskSpec:
+    """Attach a decoder selection (True = reconstructed) to ``spec``; every sample selects the same count."""
+    if decode.dtype != torch.bool:
+        raise TypeError(f"{where}: expected a bool tensor (True = reconstructed by the decoder), got dtype {decode.dtype}")
+    if tuple(decode.shape) != tuple(spec.mask.shape):
+        raise ValueError(f"{where}: expected shape {tuple(spec.mask.shape)}, got {tuple(decode.shape)}")
+    decode = decode.to(spec.mask.device)
+    counts = decode.sum(1)
+    if counts.numel() and not bool((counts == counts[0]).all()):
+        raise ValueError(f"{where}: every sample must select the same number of positions; counts are {counts.tolist()}")
+    if counts.numel() and int(counts[0]) == 0:
+        raise ValueError(f"{where}: selects no position for the decoder")
+    ids = torch.argsort((~decode).to(torch.int8), dim=1, stable=True)[:, : int(counts[0]) if counts.numel() else 0]
+    return MaskSpec(spec.ids_keep, spec.ids_restore, spec.mask, decode, ids)
 
 
 def gather_tokens(tokens: Tensor, ids: Tensor) -> Tensor:
@@ -88,7 +126,11 @@ def spec_from_mask(mask: Tensor, where: str = "mask") -> MaskSpec:
 
 
 class MaskingStrategy:
-    """Base class: subclasses implement :meth:`sample` (and register under a name)."""
+    """Base class: subclasses register under a name and implement either
+
+    * :meth:`noise_shape` + :meth:`from_noise` (noise-driven: set ``uses_noise = True``), or
+    * :meth:`sample` (structure-driven, drawing from the generator it is given).
+    """
 
     #: Whether ``noise`` drives this strategy (MAE argsort semantics).
     uses_noise: bool = False
@@ -105,6 +147,29 @@ class MaskingStrategy:
     def num_hidden(self, num_tokens: int) -> int:
         return num_tokens - self.num_keep(num_tokens)
 
+    # ---- noise-driven strategies ----------------------------------------------------------------
+    def noise_shape(self, grid: tuple[int, ...]) -> tuple[int, ...]:
+        """Per-sample shape of the uniform noise that decides the mask (noise-driven strategies)."""
+        return (math.prod(grid),)
+
+    def from_noise(self, noise: Tensor, grid: tuple[int, ...]) -> MaskSpec:
+        """The mask decided by ``noise`` (B, *noise_shape); smallest noise = kept, as in MAE."""
+        raise NotImplementedError(f"{type(self).__name__} is not noise-driven")
+
+    def sample(
+        self, batch_size: int, grid: tuple[int, ...], *, device: torch.device, generator: torch.Generator | None
+    ) -> MaskSpec:
+        """Draw a batch of masks; the default draws uniform noise and calls :meth:`from_noise`."""
+        if not self.uses_noise:
+            raise NotImplementedError(f"{type(self).__name__} must implement sample()")
+        shape = (batch_size, *self.noise_shape(grid))
+        if generator is not None:
+            noise = torch.rand(shape, generator=generator, device=generator.device).to(device)
+        else:
+            noise = torch.rand(shape, device=device)
+        return self.from_noise(noise, grid)
+
+    # ---- the one entry point ----------------------------------------------------------------------
     def __call__(
         self,
         batch_size: int,
@@ -113,30 +178,65 @@ class MaskingStrategy:
         device: torch.device | str = "cpu",
         noise: Tensor | None = None,
         mask: Tensor | None = None,
+        decode: Tensor | None = None,
+        generator: torch.Generator | None = None,
+        seeds: Sequence[int] | Tensor | None = None,
+    ) -> MaskSpec:
+        """Masks for a batch. At most one of ``noise``, ``mask``, ``seeds`` and ``generator`` decides
+        the encoder mask; ``decode`` (B, N) bool optionally fixes the decoder's targets."""
+        device = torch.device(device)
+        given = [name for name, v in (("noise", noise), ("mask", mask), ("seeds", seeds), ("generator", generator)) if v is not None]
+        if len(given) > 1:
+            raise ValueError(f"pass at most one of noise=, mask=, seeds=, generator=; got {given}")
+        if seeds is not None:
+            seeds = [int(s) for s in (seeds.tolist() if isinstance(seeds, Tensor) else seeds)]
+            if len(seeds) != batch_size:
+                raise ValueError(f"seeds: expected {batch_size} per-sample seeds, got {len(seeds)}")
+            specs = [self._draw(1, grid, torch.device("cpu"), generator=torch.Generator().manual_seed(s)) for s in seeds]
+            spec = spec_from_mask(torch.cat([s.mask for s in specs]).to(device))
+            if decode is None and specs and specs[0].decode is not None:
+                decode = torch.cat([s.decode for s in specs])  # type: ignore[misc]
+            return spec if decode is None else with_decode(spec, decode.to(device))
+        return self._draw(batch_size, grid, device, noise=noise, mask=mask, decode=decode, generator=generator)
+
+    def mask_for_seed(self, grid: tuple[int, ...], seed: int) -> tuple[Tensor, Tensor | None]:
+        """One sample's ``(mask (N,), decode (N,) or None)`` as a function of ``seed`` (CPU).
+
+        This is what a data loader calls per sample; ``strategy(B, grid, seeds=...)`` on any device
+        returns the same masks for the same seeds.
+        """
+        spec = self._draw(1, grid, torch.device("cpu"), generator=torch.Generator().manual_seed(int(seed)))
+        return spec.mask[0], None if spec.decode is None else spec.decode[0]
+
+    def _draw(
+        self,
+        batch_size: int,
+        grid: tuple[int, ...],
+        device: torch.device,
+        *,
+        noise: Tensor | None = None,
+        mask: Tensor | None = None,
+        decode: Tensor | None = None,
         generator: torch.Generator | None = None,
     ) -> MaskSpec:
         n = math.prod(grid)
         if mask is not None:
-            if noise is not None:
-                raise ValueError("pass either noise= or mask=, not both")
             if tuple(mask.shape) != (batch_size, n):
                 raise ValueError(f"mask: expected shape {(batch_size, n)} for grid {grid}, got {tuple(mask.shape)}")
-            return spec_from_mask(mask.to(device))
-        if noise is not None:
+            spec = spec_from_mask(mask.to(device))
+        elif noise is not None:
             if not self.uses_noise:
                 raise ValueError(
-                    f"{type(self).__name__} is not driven by noise; pass generator= for a reproducible draw "
-                    "or mask= for an explicit mask"
+                    f"{type(self).__name__} is not driven by noise; pass generator= or seeds= for a reproducible "
+                    "draw or mask= for an explicit mask"
                 )
-            if tuple(noise.shape) != (batch_size, n):
-                raise ValueError(f"noise: expected shape {(batch_size, n)} for grid {grid}, got {tuple(noise.shape)}")
-            return spec_from_noise(noise.to(device), self.num_keep(n))
-        return self.sample(batch_size, grid, device=torch.device(device), generator=generator)
-
-    def sample(
-        self, batch_size: int, grid: tuple[int, ...], *, device: torch.device, generator: torch.Generator | None
-    ) -> MaskSpec:
-        raise NotImplementedError
+            expected = (batch_size, *self.noise_shape(grid))
+            if tuple(noise.shape) != expected:
+                raise ValueError(f"noise: expected shape {expected} for grid {grid}, got {tuple(noise.shape)}")
+            spec = self.from_noise(noise.to(device), grid)
+        else:
+            spec = self.sample(batch_size, grid, device=device, generator=generator)
+        return spec if decode is None else with_decode(spec, decode.to(device))
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(ratio={self.ratio})"

@@ -23,12 +23,5 @@ class RandomMasking(MaskingStrategy):
     def __init__(self, ratio: float = 0.75) -> None:
         super().__init__(ratio)
 
-    def sample(
-        self, batch_size: int, grid: tuple[int, ...], *, device: torch.device, generator: torch.Generator | None
-    ) -> MaskSpec:
-        n = math.prod(grid)
-        if generator is not None:
-            noise = torch.rand(batch_size, n, generator=generator, device=generator.device).to(device)
-        else:
-            noise = torch.rand(batch_size, n, device=device)
-        return spec_from_noise(noise, self.num_keep(n))
+    def from_noise(self, noise: torch.Tensor, grid: tuple[int, ...]) -> MaskSpec:
+        return spec_from_noise(noise, self.num_keep(math.prod(grid)))

@@ -54,9 +54,10 @@ class OmniMaskPreTrainingOutput:
     Attributes:
         loss: weighted sum of the per-modality losses (scalar).
         losses: per-modality losses (unweighted).
-        pred: per-modality predictions (B, N_m, P_m) for **all** N_m positions, reference patch layout.
+        pred: per-modality predictions (B, N_m, P_m) for **all** N_m positions, reference patch layout;
+            with a decoder selection (dual masking) (B, Q_m, P_m) for ``specs[m].ids_decode`` only.
         mask: per-modality bool (B, N_m), True = hidden from the encoder.
-        specs: the full mask specs (ids_keep / ids_restore).
+        specs: the full mask specs (ids_keep / ids_restore / decoder selection).
         grids: the token grid of each modality.
     """
 

@@ -40,7 +40,10 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
     """Masked-modeling pretraining model over any registered modalities.
 
     ``model(batch, noise=None, masks=None)`` with ``batch = {modality: tensor}``; ``noise[m]`` (B, N_m)
-    reproduces MAE's random masking exactly, ``masks[m]`` (B, N_m) bool (True = hidden) fixes the mask.
+    reproduces MAE's random masking exactly, ``masks[m]`` (B, N_m) bool (True = hidden) fixes the mask
+    (e.g. one made in the data loader), ``decode_masks[m]`` (B, N_m) bool (True = reconstructed)
+    fixes which positions the decoder predicts (VideoMAE V2), ``mask_seeds[m]`` (B,) draws each
+    sample's mask from its own seed.
     """
 
     def __init__(self, config: OmniMaskConfig) -> None:
@@ -59,7 +62,10 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
             dec_cfg = {n: v for n, v in m["decoder"].items() if n != "name"}
             self.decoders[k] = DECODERS.build(m["decoder"]["name"], dec_cfg, f"{where}.decoder", in_dim=dim, out_dim=tok.patch_dim)
             obj_cfg = {n: v for n, v in m["objective"].items() if n != "name"}
-            self.objectives[k] = OBJECTIVES.build(m["objective"]["name"], obj_cfg, f"{where}.objective", channels=tok.channels)
+            self.objectives[k] = OBJECTIVES.build(
+                m["objective"]["name"], obj_cfg, f"{where}.objective", channels=tok.channels,
+                input_mean=m["processor"].get("mean"), input_std=m["processor"].get("std"),
+            )
             self.maskings[k] = build_masking(m["masking"], f"{where}.masking")
             self.decoder_pos.add(k, tok.positions(tok.base_grid, self.decoders[k].dim))
         self.decoders.apply(init_vit_weights)
@@ -77,20 +83,24 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
         noise: dict[str, Tensor] | None = None,
         masks: dict[str, Tensor] | None = None,
         generator: torch.Generator | None = None,
+        decode_masks: dict[str, Tensor] | None = None,
+        mask_seeds: dict[str, Tensor] | None = None,
         interpolate_pos_encoding: bool = False,
         **modalities: Tensor,
     ) -> OmniMaskPreTrainingOutput:
         batch = self.omnimask.collect_inputs(inputs, modalities)
-        noise, masks = noise or {}, masks or {}
-        for name, given in (("noise", noise), ("masks", masks)):
+        noise, masks, decode_masks, mask_seeds = noise or {}, masks or {}, decode_masks or {}, mask_seeds or {}
+        for name, given in (("noise", noise), ("masks", masks), ("decode_masks", decode_masks), ("mask_seeds", mask_seeds)):
             stray = [k for k in given if k not in batch]
             if stray:
                 raise KeyError(f"{name} given for {stray}, which are not in the batch {list(batch)}")
         tokens = self.omnimask.embed(batch, interpolate_pos_encoding)
         specs, visible, grids = {}, {}, {}
         for k, (tok, grid) in tokens.items():
+            seeds = mask_seeds.get(k)
             specs[k] = self.maskings[k](
-                tok.shape[0], grid, device=tok.device, noise=noise.get(k), mask=masks.get(k), generator=generator
+                tok.shape[0], grid, device=tok.device, noise=noise.get(k), mask=masks.get(k), decode=decode_masks.get(k),
+                generator=None if seeds is not None or k in noise or k in masks else generator, seeds=seeds,
             )
             visible[k] = gather_tokens(tok, specs[k].ids_keep)
             grids[k] = grid
@@ -106,7 +116,9 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
                 other_tokens=torch.cat(others, dim=1) if others else None,
             )
             target = self.omnimask.tokenizers[k].patchify(batch[k])
-            losses[k] = self.objectives[k](pred, target, spec.mask)
+            if spec.ids_decode is not None:  # the decoder predicted only the selected positions
+                target = gather_tokens(target, spec.ids_decode)
+            losses[k] = self.objectives[k](pred, target, spec.loss_mask)
             preds[k] = pred
         weights = {k: self.config.modalities[k]["loss_weight"] for k in losses}
         loss = sum(weights[k] * losses[k] for k in losses)
