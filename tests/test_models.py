@@ -13,11 +13,18 @@ from omnimask.modalities import MODALITIES
 from omnimask.registry import ConfigError
 
 
+_SMALL_TOKENIZERS = {
+    "ImagePatchTokenizer": {"image_size": 32, "patch_size": 8},
+    "VideoTubeTokenizer": {"num_frames": 4, "image_size": 32, "patch_size": 8},
+}
+
+
 def _small(name: str) -> dict:
-    """A small config for any registered modality (shrinks the image default)."""
+    """A small config for any registered modality (shrinks the big defaults)."""
     m = {"decoder": {"dim": 16, "depth": 1, "num_heads": 2}}
-    if MODALITIES.get(name).tokenizer.__name__ == "ImagePatchTokenizer":
-        m["tokenizer"] = {"image_size": 32, "patch_size": 8}
+    tok = _SMALL_TOKENIZERS.get(MODALITIES.get(name).tokenizer.__name__)
+    if tok:
+        m["tokenizer"] = tok
     return m
 
 

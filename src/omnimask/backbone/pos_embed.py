@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["sincos_1d", "sincos_2d_mae", "sincos_1d_interleaved", "interpolate_table_2d"]
+__all__ = ["sincos_1d", "sincos_2d_mae", "sincos_1d_interleaved", "sincos_3d_separable", "interpolate_table_2d", "interpolate_table_3d"]
 
 
 def sincos_1d(dim: int, positions: Tensor) -> Tensor:
@@ -62,6 +62,25 @@ def sincos_1d_interleaved(dim: int, length: int) -> Tensor:
     return table.float()
 
 
+def sincos_3d_separable(dim: int, grid: tuple[int, int, int]) -> Tensor:
+    """Separable (t, h, w) table: the first ``3/4`` of the channels hold MAE's 2-D (h, w) table
+    (the same in every time slice), the last ``1/4`` MAE's 1-D table of the time index.
+
+    Unlike VideoMAE's flattened 1-D table, space and time are encoded independently, so frames at
+    the same spatial position share their spatial code and a clip of any length keeps them.
+
+    Returns:
+        (t * h * w, dim) float32, tokens row-major over (t, h, w).
+    """
+    if dim % 16:
+        raise ValueError(f"separable 3-D sin-cos embedding needs a dimension divisible by 16, got {dim}")
+    t, h, w = grid
+    d_time = dim // 4
+    space = sincos_2d_mae(dim - d_time, (h, w))  # (h*w, 3/4 dim)
+    time = sincos_1d(d_time, torch.arange(t, dtype=torch.float64)).float()  # (t, 1/4 dim)
+    return torch.cat([space.repeat(t, 1), time.repeat_interleave(h * w, dim=0)], dim=1)
+
+
 def interpolate_table_2d(table: Tensor, old_grid: tuple[int, int], new_grid: tuple[int, int]) -> Tensor:
     """Resize a (rows*cols, D) table to another grid bicubically, as MAE does for new resolutions.
 
@@ -74,3 +93,22 @@ def interpolate_table_2d(table: Tensor, old_grid: tuple[int, int], new_grid: tup
     img = table.reshape(1, old_grid[0], old_grid[1], d).permute(0, 3, 1, 2).float()
     img = F.interpolate(img, size=new_grid, mode="bicubic", align_corners=False)
     return img.permute(0, 2, 3, 1).reshape(-1, d).to(table.dtype)
+
+
+def interpolate_table_3d(table: Tensor, old_grid: tuple[int, int, int], new_grid: tuple[int, int, int]) -> Tensor:
+    """Resize a (t*h*w, D) table to another (t, h, w) grid: bicubic in space per time slice (as
+    VideoMAE's fine-tuning does), linear in time when the slice count changes.
+
+    Returns:
+        (new_t * new_h * new_w, D), same dtype as ``table``.
+    """
+    if tuple(old_grid) == tuple(new_grid):
+        return table
+    (t, h, w), (t2, h2, w2), d = old_grid, new_grid, table.shape[-1]
+    x = table.reshape(t, h * w, d)
+    if (h, w) != (h2, w2):
+        x = torch.stack([interpolate_table_2d(x[i], (h, w), (h2, w2)) for i in range(t)])
+    if t != t2:
+        x = x.permute(1, 2, 0).float()  # (h2*w2, D, t): interpolate along time
+        x = F.interpolate(x, size=t2, mode="linear", align_corners=False).permute(2, 0, 1).to(table.dtype)
+    return x.reshape(-1, d)

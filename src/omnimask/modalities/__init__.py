@@ -5,5 +5,6 @@ Importing this package imports every modality module so their registrations run.
 
 from .base import MODALITIES, ModalitySpec, Tokenizer, register_modality
 from . import image  # noqa: F401  (registers "image")
+from . import video  # noqa: F401  (registers "video")
 
 __all__ = ["MODALITIES", "ModalitySpec", "Tokenizer", "register_modality"]

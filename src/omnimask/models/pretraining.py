@@ -140,7 +140,11 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
         viz = MODALITIES.get(m["type"]).visualize
         if viz is None:
             return None
-        return viz(inputs, out.pred[key], out.mask[key], self.omnimask.tokenizers[key], self.objectives[key], m["processor"])
+        pred, mask, spec = out.pred[key], out.mask[key], out.specs[key]
+        if spec.ids_decode is not None:  # dual masking: undecoded positions show the prediction 0
+            full = pred.new_zeros(pred.shape[0], mask.shape[1], pred.shape[-1])
+            pred = full.scatter(1, spec.ids_decode.unsqueeze(-1).expand(-1, -1, pred.shape[-1]), pred)
+        return viz(inputs, pred, mask, self.omnimask.tokenizers[key], self.objectives[key], m["processor"])
 
     @classmethod
     def _adapt_state_dict(cls, state: dict[str, Tensor], source: Path) -> dict[str, Tensor]:

@@ -11,7 +11,8 @@ from .checkpoint import (
     save_checkpoint,
 )
 from .distributed import all_reduce_mean, barrier, cleanup, init_distributed, is_main
-from .loop import NonFiniteLossError, TrainConfig, Trainer, TrainResult
+from .loader_masks import LoaderMasks
+from .loop import NonFiniteLossError, TrainConfig, Trainer, TrainResult, collate_samples
 from .optim import OptimConfig, build_optimizer, param_groups, resolve_lr
 from .sampler import ResumableSampler, SeededDataset, mix_seed
 from .schedule import apply_lr, lr_at
@@ -21,6 +22,8 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "Trainer",
+    "LoaderMasks",
+    "collate_samples",
     "NonFiniteLossError",
     "param_groups",
     "build_optimizer",

@@ -32,7 +32,7 @@ from .optim import OptimConfig, build_optimizer, resolve_lr
 from .sampler import ResumableSampler, SeededDataset, mix_seed
 from .schedule import apply_lr, lr_at
 
-__all__ = ["TrainConfig", "TrainResult", "Trainer", "NonFiniteLossError"]
+__all__ = ["TrainConfig", "TrainResult", "Trainer", "NonFiniteLossError", "collate_samples"]
 
 logger = logging.getLogger(__name__)
 Hook = Callable[["Trainer", int, Any], None]
@@ -55,6 +55,8 @@ class TrainConfig:
     keep_checkpoints: int = 2
     device: str = "auto"  # auto -> cuda if available else cpu
     progress: bool = True
+    # Draw masks per sample in the loader workers (VideoMAE) instead of per batch on the device.
+    masks_in_loader: bool = False
 
 
 @dataclass
@@ -68,6 +70,7 @@ class TrainResult:
     last_checkpoint: str | None = None
     samples_per_sec: float = 0.0
     start_step: int = 0  # global step this call started from (> 0 after a resume)
+    skipped: int = 0  # unreadable samples the dataset skipped (its "skipped" item field), whole run
 
 
 class NonFiniteLossError(RuntimeError):
@@ -96,6 +99,13 @@ def _to_device(obj: Any, device: torch.device) -> Any:
     return obj
 
 
+def collate_samples(items: list[Any]) -> Any:
+    """``default_collate`` after flattening list items (a dataset returning several samples per index,
+    e.g. repeated sampling of one decoded video)."""
+    flat = [x for item in items for x in (item if isinstance(item, list) else [item])]
+    return default_collate(flat)
+
+
 def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     random.seed(seed)
@@ -109,7 +119,9 @@ class Trainer:
         model: returns an object with ``.loss`` (scalar) and ``.losses`` (per-modality scalars).
         dataset: map-style; items are dicts holding at least the ``modalities`` keys.
         train, optim: loop and optimizer settings.
-        collate_fn: batch collation (default ``torch.utils.data.default_collate``).
+        collate_fn: batch collation (default :func:`collate_samples`: ``default_collate`` after
+            flattening list items). Items may carry ``masks``/``decode_masks`` dicts (passed to the
+            model) and a ``skipped`` count (summed into :attr:`TrainResult.skipped`).
         hooks: called as ``hook(trainer, step, out)`` after every optimizer step on every rank.
         modalities: input keys fed to the model (default ``model.modalities``).
     """
@@ -134,6 +146,8 @@ class Trainer:
         if not self.modalities:
             raise ValueError("no modalities: pass modalities=... or give the model a `modalities` list")
         self.output_dir = Path(train.output_dir)
+        if train.masks_in_loader:
+            dataset = self._loader_masks(dataset)
         self.effective_batch = train.batch_size * train.accum_steps * self.world_size
         self.sampler = ResumableSampler(len(dataset), seed=train.seed, rank=self.rank, world_size=self.world_size)
         self.steps_per_epoch = self.sampler.num_samples // train.batch_size // train.accum_steps
@@ -154,7 +168,7 @@ class Trainer:
             batch_size=train.batch_size,
             sampler=self.sampler,
             num_workers=train.num_workers,
-            collate_fn=collate_fn or default_collate,
+            collate_fn=collate_fn or collate_samples,
             drop_last=True,
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
@@ -165,7 +179,18 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             self._net = DistributedDataParallel(self.model, device_ids=ids)
         self.step = self.epoch = self.step_in_epoch = 0
+        self.skipped = 0
         self.last_checkpoint: str | None = None
+
+    def _loader_masks(self, dataset: Any) -> Any:
+        from .loader_masks import LoaderMasks
+
+        maskings = getattr(self.model, "maskings", None)
+        tokenizers = getattr(getattr(self.model, "omnimask", None), "tokenizers", None)
+        if maskings is None or tokenizers is None:
+            raise ValueError("train.masks_in_loader needs a model with per-modality `maskings` and tokenizers (OmniMaskForPreTraining)")
+        # Loader masks are made for the grid the model was built for (inputs at their base size).
+        return LoaderMasks(dataset, {k: (maskings[k], tuple(tokenizers[k].base_grid)) for k in self.modalities})
 
     # ------------------------------------------------------------------ public
     def fit(self, resume: bool | str = False) -> TrainResult:
@@ -213,8 +238,10 @@ class Trainer:
         finally:
             bar.close()
         elapsed = max(time.perf_counter() - t0, 1e-9)
+        if self.skipped:
+            logger.warning("the dataset skipped %d unreadable sample(s) in this run (see the warnings above for their paths)", self.skipped)
         return TrainResult(losses=losses, steps=self.step, epochs_done=self.epoch, output_dir=str(self.output_dir),
-                           last_checkpoint=self.last_checkpoint, start_step=start_step,
+                           last_checkpoint=self.last_checkpoint, start_step=start_step, skipped=self.skipped,
                            samples_per_sec=(self.step - start_step) * self.effective_batch / elapsed)
 
     # ----------------------------------------------------------------- internals
@@ -225,6 +252,7 @@ class Trainer:
         apply_lr(self.optimizer, lr)
         self.optimizer.zero_grad(set_to_none=True)
         total = torch.zeros((), device=self.device)
+        skipped = torch.zeros((), device=self.device)
         parts: dict[str, torch.Tensor] = {}
         out: Any = None
         for micro in range(accum):
@@ -233,20 +261,24 @@ class Trainer:
             if missing:
                 raise KeyError(f"batch has no {missing}; its keys are {sorted(batch)}")
             inputs = {m: _to_device(batch[m], self.device) for m in self.modalities}
+            extra = {k: _to_device(batch[k], self.device) for k in ("masks", "decode_masks") if k in batch}
+            if "skipped" in batch:
+                skipped += torch.as_tensor(batch["skipped"]).sum().to(self.device, torch.float32)
             # Gradients are all-reduced only on the last micro-step of an accumulation cycle.
             last = micro == accum - 1
             sync = nullcontext() if last or self._net is self.model else self._net.no_sync()  # type: ignore[operator]
             with sync:
                 with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
-                    out = self._net(inputs)
+                    out = self._net(inputs, **extra)
                 (out.loss / accum).backward()
             total += out.loss.detach().float() / accum
             for name, value in out.losses.items():
                 parts[name] = parts.get(name, 0.0) + value.detach().float() / accum
         names = sorted(parts)
-        # One collective (and one host sync) for the loss and its per-modality parts.
-        stats = all_reduce_mean(torch.stack([total, *(parts[n] for n in names)])).tolist()
-        loss, per_mod = stats[0], dict(zip(names, stats[1:]))
+        # One collective (and one host sync) for the loss, its per-modality parts and the skip count.
+        stats = all_reduce_mean(torch.stack([total, *(parts[n] for n in names), skipped])).tolist()
+        loss, per_mod = stats[0], dict(zip(names, stats[1:-1]))
+        self.skipped += round(stats[-1] * self.world_size)  # summed over ranks: the same on every rank
         if not (math.isfinite(loss) and all(math.isfinite(v) for v in per_mod.values())):
             step = self.step + 1
             raise NonFiniteLossError(
@@ -265,7 +297,7 @@ class Trainer:
     def _extra(self) -> dict[str, Any]:
         return {"train": to_dict(self.train_cfg), "optim": to_dict(self.optim_cfg), "world_size": self.world_size,
                 "steps_per_epoch": self.steps_per_epoch, "effective_batch": self.effective_batch,
-                "modalities": list(self.modalities)}
+                "modalities": list(self.modalities), "skipped": self.skipped}
 
     def _save(self) -> None:
         rng = all_gather_object(capture_rng_state())  # every rank's stream, for exact DDP resume
@@ -286,6 +318,7 @@ class Trainer:
             self.epoch, self.step_in_epoch = self.epoch + 1, 0
         self.last_checkpoint = state["path"]
         extra = state.get("extra") or {}
+        self.skipped = int(extra.get("skipped", 0))
         for key, now in (("steps_per_epoch", self.steps_per_epoch), ("world_size", self.world_size),
                          ("effective_batch", self.effective_batch)):
             if key in extra and extra[key] != now:
