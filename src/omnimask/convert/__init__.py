@@ -1,8 +1,14 @@
 """Checkpoint converters: other frameworks' checkpoints -> omnimask checkpoint directories.
 
-A converter is a function ``(src_dir: Path, dst_dir: Path) -> Path`` registered in
-:data:`CONVERTERS` under a format name (``"hf-vitmae"``, ...). It returns the directory it wrote,
-which :meth:`omnimask.OmniMaskForPreTraining.from_pretrained` (or ``OmniMaskModel``) then loads.
+A converter is a function ``(src: Path, dst_dir: Path, **options) -> Path`` registered in
+:data:`CONVERTERS` under a format name (``"hf-vitmae"``, ``"hf-videomae"``, ``"videomae"``, ...). It
+returns the directory it wrote, which :meth:`omnimask.OmniMaskForPreTraining.from_pretrained` (or
+``OmniMaskModel``) then loads. ``src`` is usually a checkpoint directory; formats whose checkpoints
+are single files (``videomae``) also accept the file.
+
+Options are keyword arguments a converter declares in its signature (e.g. ``num_frames`` for
+``videomae``, whose files hold no config); :func:`convert` rejects an option the format does not
+declare before anything is read, naming it and the accepted ones.
 
 Adding a format is one file: put a module in this package whose converter function is decorated
 with ``@CONVERTERS.register("format-name")``. Every public module here is imported when the package
@@ -11,18 +17,20 @@ is, so the new format is found by :func:`convert` and ``omnimask convert --from`
 
 from __future__ import annotations
 
+import difflib
 import importlib
+import inspect
 import os
 import pkgutil
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable
 
 from ..registry import Registry
 
-__all__ = ["CONVERTERS", "Converter", "ConversionError", "convert", "available_formats"]
+__all__ = ["CONVERTERS", "Converter", "ConversionError", "convert", "available_formats", "format_options"]
 
-#: The signature every converter has: source directory, destination directory -> destination.
-Converter = Callable[[Path, Path], Path]
+#: The signature every converter has: source, destination directory (+ its options) -> destination.
+Converter = Callable[..., Path]
 
 CONVERTERS: Registry[Converter] = Registry("converter")
 
@@ -36,18 +44,43 @@ def available_formats() -> list[str]:
     return CONVERTERS.names()
 
 
-def convert(fmt: str, src: str | os.PathLike, dst: str | os.PathLike) -> Path:
-    """Convert the checkpoint directory ``src`` (in format ``fmt``) into an omnimask checkpoint at ``dst``.
+def format_options(fmt: str) -> dict[str, Any]:
+    """The options format ``fmt`` accepts, with their defaults (``inspect.Parameter.empty`` if required)."""
+    params = list(inspect.signature(CONVERTERS.get(fmt)).parameters.values())[2:]  # after src, dst
+    return {p.name: p.default for p in params if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+
+
+def _check_options(fmt: str, options: dict[str, Any]) -> None:
+    params = inspect.signature(CONVERTERS.get(fmt)).parameters.values()
+    if any(p.kind is p.VAR_KEYWORD for p in params):
+        return  # the converter validates its own options
+    accepted = format_options(fmt)
+    bad = [k for k in options if k not in accepted]
+    if bad:
+        hints = "".join(
+            f" Did you mean {close[0]!r} for {k!r}?" for k in bad if (close := difflib.get_close_matches(k, list(accepted), n=1))
+        )
+        takes = f"it accepts {sorted(accepted)}" if accepted else "it accepts no options"
+        raise ConversionError(f"format {fmt!r} does not accept option(s) {bad}; {takes}.{hints}")
+
+
+def convert(fmt: str, src: str | os.PathLike, dst: str | os.PathLike, **options: Any) -> Path:
+    """Convert the checkpoint ``src`` (in format ``fmt``) into an omnimask checkpoint directory ``dst``.
+
+    ``options`` are passed to the format's converter (see :func:`format_options`).
 
     Raises:
         KeyError: ``fmt`` is not registered (the message lists the registered formats).
+        ConversionError: an option the format does not accept (named), or the source cannot be
+            converted faithfully.
     """
     converter = CONVERTERS.get(fmt)  # KeyError naming the registered formats
+    _check_options(fmt, options)
     src_path, dst_path = Path(src), Path(dst)
     # Writing into the source would overwrite its config.json before anything is verified.
     if src_path.exists() and dst_path.exists() and src_path.resolve() == dst_path.resolve():
         raise ConversionError(f"destination {dst_path} is the source directory; choose another output directory")
-    return converter(src_path, dst_path)
+    return converter(src_path, dst_path, **options)
 
 
 def _discover() -> None:

@@ -1,0 +1,656 @@
+"""VideoMAE checkpoints -> omnimask: ``hf-videomae`` (transformers) and ``videomae`` (official MCG-NJU).
+
+``hf-videomae`` reads a transformers checkpoint *directory* (``config.json`` + weights) of
+``VideoMAEForPreTraining`` or the encoder-only ``VideoMAEModel``. Two spellings of the attention
+biases are accepted: the hub layout (and what transformers 5.x ``save_pretrained`` writes),
+``attention.attention.{q_bias, v_bias}``, and the in-memory layout, ``attention.attention.{query,
+value}.bias``. Everything else has one spelling::
+
+    videomae.embeddings.patch_embeddings.projection   -> omnimask.tokenizers.video.proj
+    videomae.encoder.layer.N.{layernorm_before, layernorm_after, attention.output.dense,
+                              intermediate.dense, output.dense}
+                                                      -> omnimask.encoder.blocks.N.{norm1, norm2, attn.proj, mlp.fc1, mlp.fc2}
+    videomae.encoder.layer.N.attention.attention.{query, key, value}.weight -> ...attn.qkv.weight  (rows [q; k; v])
+    videomae.layernorm                                -> omnimask.encoder.norm
+    encoder_to_decoder.weight (no bias)               -> decoders.video.embed.weight
+    mask_token                                        -> decoders.video.mask_token
+    decoder.decoder_layers.N.<as the encoder>         -> decoders.video.blocks.N.<...>
+    decoder.norm / decoder.head                       -> decoders.video.norm / pred
+
+(``VideoMAEModel`` files lack the ``videomae.`` prefix and the decoder.)
+
+``videomae`` reads the official repository's ``.pth`` (a file, or a directory holding one):
+``{"model": state_dict}`` (or ``"module"``, or the bare state dict; a DDP ``module.`` prefix is
+stripped) with ``encoder.patch_embed.proj``, ``encoder.blocks.N.{norm1, attn.qkv.weight,
+attn.q_bias, attn.v_bias, attn.proj, norm2, mlp.fc1, mlp.fc2}``, ``encoder.norm``,
+``encoder_to_decoder.weight``, ``mask_token``, ``decoder.blocks.N.*``, ``decoder.norm``,
+``decoder.head``. The file holds no config: widths, depths, channels, tube and patch size, MLP
+ratio and whether there is a decoder come from tensor shapes; head counts from VideoMAE's model
+sizes (or ``num_heads`` / ``decoder_num_heads`` options); ``num_frames``, ``image_size``,
+``norm_pix`` and ``mask_ratio`` from options (defaults: VideoMAE's 16 frames, 224 px, normalised
+targets, tube masking 0.9).
+
+In both formats VideoMAE attention has q and v biases but no k bias: the fused ``attn.qkv.bias``
+gets a zero k part, which is what VideoMAE computes. Position tables are VideoMAE's fixed 1-D
+sin-cos tables, which omnimask generates (``pos_embed: sincos_1d``); a stored (learnable)
+``encoder.pos_embed`` is accepted only if it *is* that table. Nothing is dropped silently: an
+unmapped source tensor is an error naming it.
+
+Two things omnimask cannot represent, and therefore refuses:
+
+* an encoder without its final LayerNorm (transformers ``use_mean_pooling=True``, the default of
+  ``VideoMAEConfig`` and what classification models use with their ``fc_norm``): omnimask's encoder
+  always ends with a norm. Pretraining checkpoints have it (``use_mean_pooling=False``).
+* activations other than exact GELU, LayerScale (``gamma_1``/``gamma_2``) or learned position tables.
+
+Loss-side differences, documented rather than refused (the weights and predictions are exact):
+
+* transformers un-normalises the target with ImageNet's mean/std whenever there are 3 channels,
+  whatever the processor used; omnimask un-normalises with the checkpoint's processor mean/std
+  (``preprocessor_config.json``). They agree when the processor uses ImageNet statistics (the
+  usual case); otherwise the ``norm_pix_loss=True`` loss still agrees up to the ``1e-6`` eps (the
+  per-channel normalisation cancels any per-channel affine map), while the raw-pixel loss differs.
+* transformers refuses to compute a loss with ``norm_pix_loss=False`` and ``num_channels != 3``
+  (it cannot un-normalise); the converted model then regresses the (normalised) input itself
+  (``norm: none``, ``unnormalize_input: false``), and a warning says so.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import pickle
+import re
+from pathlib import Path
+from typing import Any, Callable
+
+import torch
+from safetensors.torch import load_file
+from torch import Tensor
+
+from ..backbone.pos_embed import sincos_1d_interleaved
+from ..configuration import OmniMaskConfig
+from ..modalities.image import IMAGENET_MEAN, IMAGENET_STD
+from ..models import OmniMaskForPreTraining, OmniMaskModel
+from . import CONVERTERS, ConversionError
+from .hf_vitmae import _mlp_ratio, _pair, _read_json, load_hf_state_dict
+
+__all__ = [
+    "convert_hf_videomae",
+    "convert_videomae",
+    "videomae_config_to_omnimask",
+    "videomae_state_to_omnimask",
+    "official_videomae_state_to_omnimask",
+    "load_official_state_dict",
+    "ENCODER_HEADS",
+    "DECODER_HEADS",
+]
+
+log = logging.getLogger(__name__)
+
+ENC = "omnimask."  # encoder prefix inside OmniMaskForPreTraining (empty for OmniMaskModel)
+DEC = "decoders.video."
+POS_TOLERANCE = 1e-4
+#: transformers' VideoMAE decoder ends with ``nn.LayerNorm(decoder_hidden_size)``: PyTorch's eps.
+TORCH_LAYERNORM_EPS = 1e-5
+#: The official models' LayerNorm eps (``partial(nn.LayerNorm, eps=1e-6)`` everywhere).
+OFFICIAL_EPS = 1e-6
+
+#: Official VideoMAE sizes: encoder width -> heads (S, B, L, H) and decoder width -> heads.
+ENCODER_HEADS = {384: 6, 768: 12, 1024: 16, 1280: 16}
+DECODER_HEADS = {192: 3, 384: 6, 512: 8, 640: 8}
+
+# A target is (section "enc"/"dec", omnimask name inside the section, q/k/v slot or None).
+Target = tuple[str, str, "int | None"]
+Renamer = Callable[[str], "Target | None"]
+
+# ---------------------------------------------------------------------------------------------
+# transformers layout
+
+# Sub-module of one transformers VideoMAE layer -> (omnimask name, q/k/v slot).
+_HF_LAYER_PARTS: dict[str, tuple[str, int | None]] = {
+    "layernorm_before.weight": ("norm1.weight", None),
+    "layernorm_before.bias": ("norm1.bias", None),
+    "layernorm_after.weight": ("norm2.weight", None),
+    "layernorm_after.bias": ("norm2.bias", None),
+    "attention.attention.query.weight": ("attn.qkv.weight", 0),
+    "attention.attention.key.weight": ("attn.qkv.weight", 1),
+    "attention.attention.value.weight": ("attn.qkv.weight", 2),
+    "attention.attention.q_bias": ("attn.qkv.bias", 0),  # hub layout
+    "attention.attention.v_bias": ("attn.qkv.bias", 2),
+    "attention.attention.query.bias": ("attn.qkv.bias", 0),  # in-memory layout
+    "attention.attention.value.bias": ("attn.qkv.bias", 2),
+    "attention.output.dense.weight": ("attn.proj.weight", None),
+    "attention.output.dense.bias": ("attn.proj.bias", None),
+    "intermediate.dense.weight": ("mlp.fc1.weight", None),
+    "intermediate.dense.bias": ("mlp.fc1.bias", None),
+    "output.dense.weight": ("mlp.fc2.weight", None),
+    "output.dense.bias": ("mlp.fc2.bias", None),
+}
+_HF_ENC_LAYER = re.compile(r"^encoder\.layer\.(\d+)\.(.+)$")
+_HF_DEC_LAYER = re.compile(r"^decoder\.decoder_layers\.(\d+)\.(.+)$")
+_HF_TOP: dict[str, tuple[str, str]] = {
+    "embeddings.patch_embeddings.projection.weight": ("enc", "tokenizers.video.proj.weight"),
+    "embeddings.patch_embeddings.projection.bias": ("enc", "tokenizers.video.proj.bias"),
+    "layernorm.weight": ("enc", "encoder.norm.weight"),
+    "layernorm.bias": ("enc", "encoder.norm.bias"),
+    "encoder_to_decoder.weight": ("dec", "embed.weight"),
+    "mask_token": ("dec", "mask_token"),
+    "decoder.norm.weight": ("dec", "norm.weight"),
+    "decoder.norm.bias": ("dec", "norm.bias"),
+    "decoder.head.weight": ("dec", "pred.weight"),
+    "decoder.head.bias": ("dec", "pred.bias"),
+}
+_HF_DECODER_KEYS = ("encoder_to_decoder.", "mask_token", "decoder.")
+
+
+def _hf_rename(key: str) -> Target | None:
+    if key.startswith("videomae."):
+        key = key[len("videomae."):]
+    if key in _HF_TOP:
+        return (*_HF_TOP[key], None)
+    for section, pattern, base in (("enc", _HF_ENC_LAYER, "encoder.blocks"), ("dec", _HF_DEC_LAYER, "blocks")):
+        m = pattern.match(key)
+        if m and m.group(2) in _HF_LAYER_PARTS:
+            name, slot = _HF_LAYER_PARTS[m.group(2)]
+            return section, f"{base}.{m.group(1)}.{name}", slot
+    return None
+
+
+# ---------------------------------------------------------------------------------------------
+# official MCG-NJU layout
+
+_OFFICIAL_BLOCK_PARTS: dict[str, tuple[str, int | None]] = {
+    **{f"{m}.{p}": (f"{m}.{p}", None) for m in ("norm1", "norm2", "attn.proj", "mlp.fc1", "mlp.fc2") for p in ("weight", "bias")},
+    "attn.qkv.weight": ("attn.qkv.weight", None),  # already fused, rows [q; k; v]
+    "attn.q_bias": ("attn.qkv.bias", 0),
+    "attn.v_bias": ("attn.qkv.bias", 2),
+}
+_OFFICIAL_DEC_BLOCK = re.compile(r"^decoder\.blocks\.(\d+)\.(.+)$")
+_OFFICIAL_DEC_TOP: dict[str, str] = {
+    "encoder_to_decoder.weight": "embed.weight",
+    "mask_token": "mask_token",
+    "decoder.norm.weight": "norm.weight",
+    "decoder.norm.bias": "norm.bias",
+    "decoder.head.weight": "pred.weight",
+    "decoder.head.bias": "pred.bias",
+}
+
+
+def _official_renamer(enc_prefix: str) -> Renamer:
+    """Renamer for official keys whose encoder part starts with ``enc_prefix`` (``"encoder."`` or ``""``)."""
+    enc_block = re.compile(rf"^{re.escape(enc_prefix)}blocks\.(\d+)\.(.+)$")
+    enc_top = {
+        f"{enc_prefix}patch_embed.proj.weight": "tokenizers.video.proj.weight",
+        f"{enc_prefix}patch_embed.proj.bias": "tokenizers.video.proj.bias",
+        f"{enc_prefix}norm.weight": "encoder.norm.weight",
+        f"{enc_prefix}norm.bias": "encoder.norm.bias",
+        f"{enc_prefix}pos_embed": "@pos",
+    }
+
+    def rename(key: str) -> Target | None:
+        if key in enc_top:
+            return "enc", enc_top[key], None
+        if key in _OFFICIAL_DEC_TOP:
+            return "dec", _OFFICIAL_DEC_TOP[key], None
+        for section, pattern, base in (("dec", _OFFICIAL_DEC_BLOCK, "blocks"), ("enc", enc_block, "encoder.blocks")):
+            m = pattern.match(key)
+            if m and m.group(2) in _OFFICIAL_BLOCK_PARTS:
+                name, slot = _OFFICIAL_BLOCK_PARTS[m.group(2)]
+                return section, f"{base}.{m.group(1)}.{name}", slot
+        return None
+
+    return rename
+
+
+# ---------------------------------------------------------------------------------------------
+# shared: renaming, q/k/v fusion, config, writing
+
+
+def _unknown_hint(keys: list[str]) -> str:
+    if any(re.search(r"(^|\.)(fc_norm|classifier|head)\.", k) and not k.startswith("decoder.") for k in keys):
+        return (" (a classification head: only pretraining checkpoints and bare encoders convert; "
+                "drop the head, and note that a mean-pooling encoder has no final LayerNorm, which omnimask needs)")
+    if any(re.search(r"\.gamma_[12]$", k) for k in keys):
+        return " (LayerScale gamma_1/gamma_2: omnimask blocks have no LayerScale)"
+    return ""
+
+
+def _map_state(state: dict[str, Tensor], rename: Renamer, has_decoder: bool) -> dict[str, Tensor]:
+    """Rename every tensor (``"enc@..."``/``"dec@..."`` for special ones) and fuse q/k/v.
+
+    Raises:
+        ConversionError: unmapped tensors (all named), two sources for one target, incomplete q/k/v.
+    """
+    prefix = {"enc": ENC if has_decoder else "", "dec": DEC}
+    out: dict[str, Tensor] = {}
+    source_of: dict[str, str] = {}
+    pieces: dict[str, dict[int, Tensor]] = {}
+    unknown = []
+    for key, tensor in state.items():
+        found = rename(key)
+        if found is None:
+            unknown.append(key)
+            continue
+        section, name, slot = found
+        target = f"{section}{name}" if name.startswith("@") else prefix[section] + name
+        slot_key = f"{target}#{slot}"
+        if slot_key in source_of:  # e.g. both q_bias and query.bias, or "videomae.x" and "x"
+            raise ConversionError(f"source tensors {source_of[slot_key]!r} and {key!r} both map to {target!r}")
+        source_of[slot_key] = key
+        if slot is None:
+            out[target] = tensor
+        else:
+            pieces.setdefault(target, {})[slot] = tensor
+    if unknown:
+        raise ConversionError(
+            f"{len(unknown)} source tensor(s) have no omnimask counterpart: {sorted(unknown)}{_unknown_hint(unknown)}"
+        )
+    for target, parts in pieces.items():
+        if target in out:
+            raise ConversionError(f"{target}: the source holds it both fused and as separate q/k/v parts")
+        if target.endswith(".bias"):
+            # VideoMAE: q and v biases, none on k (it computes k with a zero bias).
+            if sorted(parts) != [0, 2]:
+                lacking = "value (v_bias)" if 0 in parts else "query (q_bias)"
+                raise ConversionError(f"{target}: the source has only one of the q/v biases; it lacks the {lacking} bias")
+            out[target] = torch.cat([parts[0], torch.zeros_like(parts[0]), parts[2]])
+        else:
+            if sorted(parts) != [0, 1, 2]:
+                names = [n for i, n in enumerate(("query", "key", "value")) if i not in parts]
+                raise ConversionError(f"{target}: the source lacks the {names} projection(s) needed to fuse q/k/v")
+            out[target] = torch.cat([parts[0], parts[1], parts[2]], dim=0)
+    return out
+
+
+def _objective(norm_pix: bool, channels: int, where: str) -> dict:
+    if not norm_pix and channels != 3:
+        log.warning(
+            "%s: norm_pix_loss is false with %d channel(s): VideoMAE cannot un-normalise non-RGB input (transformers "
+            "raises when computing this loss); the converted model regresses the normalised input itself", where, channels,
+        )
+    return {"name": "mse", "norm": "patch_channel" if norm_pix else "none", "unnormalize_input": channels == 3}
+
+
+def _build_config(
+    *,
+    encoder: dict,
+    decoder: dict,
+    tokenizer: dict,
+    norm_pix: bool,
+    mean: list[float],
+    std: list[float],
+    mask_ratio: float,
+    where: str,
+) -> OmniMaskConfig:
+    channels = tokenizer["in_chans"]
+    if len(mean) != channels or len(std) != channels:
+        raise ConversionError(f"{where}: processor mean/std have {len(mean)}/{len(std)} values for {channels} channel(s)")
+    if tokenizer["num_frames"] % tokenizer["tubelet_size"]:
+        raise ConversionError(f"{where}: num_frames {tokenizer['num_frames']} is not a multiple of tubelet_size {tokenizer['tubelet_size']}")
+    for size, p, axis in zip(tokenizer["image_size"], tokenizer["patch_size"], ("height", "width")):
+        if size % p:
+            raise ConversionError(f"{where}: image_size {axis} {size} is not divisible by patch_size {p}")
+    for what, cfg in (("encoder", encoder), ("decoder", decoder)):
+        if cfg["dim"] % cfg["num_heads"]:
+            raise ConversionError(f"{where}: {what} width {cfg['dim']} is not divisible by its {cfg['num_heads']} heads")
+    video = {
+        "tokenizer": {**tokenizer, "pos_embed": "sincos_1d"},
+        "masking": {"name": "tube", "ratio": mask_ratio},
+        "decoder": {"name": "transformer", "embed_bias": False, **decoder},
+        "objective": _objective(norm_pix, channels, where),
+        "processor": {"mean": [float(v) for v in mean], "std": [float(v) for v in std]},
+    }
+    return OmniMaskConfig(encoder={**encoder, "cls_token": False, "modality_embed": False}, modalities={"video": video})
+
+
+def _write(config: OmniMaskConfig, state: dict[str, Tensor], has_decoder: bool, src: Path, dst: Path, described_by: str) -> Path:
+    """Build the omnimask model, check keys and shapes against ``state``, load strictly and save."""
+    model = (OmniMaskForPreTraining if has_decoder else OmniMaskModel)(config)
+    own = model.state_dict()
+    missing = sorted(set(own) - set(state))
+    if missing:
+        raise ConversionError(f"{src}: the source lacks tensors for omnimask {missing}")
+    extra = sorted(set(state) - set(own))
+    if extra:
+        raise ConversionError(f"{src}: source tensors for {extra} have no place in the model {described_by} describes")
+    bad = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items() if v.shape != own[k].shape]
+    if bad:
+        raise ConversionError(f"{src}: tensor shapes disagree with {described_by} (source vs omnimask): {bad[:10]}")
+    model.load_state_dict(state, strict=True)
+    model.save_pretrained(dst)
+    log.info("converted %s -> %s (%s)", src, dst, type(model).__name__)
+    return dst
+
+
+# ---------------------------------------------------------------------------------------------
+# hf-videomae
+
+
+def _check_hf_config(hf: dict, where: str = "config") -> None:
+    if hf.get("model_type", "videomae") != "videomae":
+        raise ConversionError(f"{where}: model_type is {hf.get('model_type')!r}, expected 'videomae' (a transformers VideoMAE checkpoint)")
+    act = hf.get("hidden_act", "gelu")
+    if act != "gelu":
+        raise ConversionError(f"{where}: hidden_act {act!r} is not supported; omnimask blocks use exact 'gelu'")
+    if hf.get("use_mean_pooling", True):
+        raise ConversionError(
+            f"{where}: use_mean_pooling is true (the VideoMAEConfig default), so the encoder has no final LayerNorm "
+            "(videomae.layernorm) and is meant to be read through mean pooling + fc_norm; omnimask's encoder always "
+            "ends with a LayerNorm and cannot represent it faithfully. Pretraining checkpoints "
+            "(use_mean_pooling: false) have the norm and convert."
+        )
+
+
+def _hf_qv_bias(hf: dict) -> bool:
+    return bool(hf.get("qv_bias", hf.get("qkv_bias", True)))
+
+
+def videomae_config_to_omnimask(hf: dict, preprocessor: dict | None = None) -> OmniMaskConfig:
+    """Map a transformers VideoMAE ``config.json`` dict (and optional processor config) to an OmniMaskConfig."""
+    _check_hf_config(hf)
+    dim, ddim = hf.get("hidden_size", 768), hf.get("decoder_hidden_size", 384)
+    eps, qv_bias = hf.get("layer_norm_eps", 1e-12), _hf_qv_bias(hf)
+    encoder = dict(
+        dim=dim, depth=hf.get("num_hidden_layers", 12), num_heads=hf.get("num_attention_heads", 12),
+        mlp_ratio=_mlp_ratio(dim, hf.get("intermediate_size", 3072), "intermediate_size"),
+        qkv_bias=qv_bias, norm_eps=eps,
+        attn_drop=hf.get("attention_probs_dropout_prob", 0.0), proj_drop=hf.get("hidden_dropout_prob", 0.0),
+    )
+    decoder = dict(
+        dim=ddim, depth=hf.get("decoder_num_hidden_layers", 4), num_heads=hf.get("decoder_num_attention_heads", 6),
+        mlp_ratio=_mlp_ratio(ddim, hf.get("decoder_intermediate_size", 1536), "decoder_intermediate_size"),
+        qkv_bias=qv_bias, norm_eps=eps,  # the decoder layers copy the encoder's config
+        final_norm_eps=TORCH_LAYERNORM_EPS,
+    )
+    channels = hf.get("num_channels", 3)
+    tokenizer = dict(
+        num_frames=hf.get("num_frames", 16), image_size=list(_pair(hf.get("image_size", 224))),
+        patch_size=list(_pair(hf.get("patch_size", 16))), tubelet_size=hf.get("tubelet_size", 2), in_chans=channels,
+    )
+    pre = preprocessor or {}
+    # Without a processor config: ImageNet statistics for RGB (VideoMAE's), identity otherwise.
+    default_mean, default_std = (IMAGENET_MEAN, IMAGENET_STD) if channels == 3 else ([0.0] * channels, [1.0] * channels)
+    mean, std = list(pre.get("image_mean", default_mean)), list(pre.get("image_std", default_std))
+    if channels == 3 and (mean, std) != (list(IMAGENET_MEAN), list(IMAGENET_STD)):
+        log.warning(
+            "processor mean/std %s/%s are not ImageNet's: transformers un-normalises VideoMAE targets with ImageNet "
+            "statistics, omnimask with the processor's; predictions are identical, the loss differs "
+            "(only through the 1e-6 eps when norm_pix_loss is true)", mean, std,
+        )
+    return _build_config(
+        encoder=encoder, decoder=decoder, tokenizer=tokenizer, norm_pix=bool(hf.get("norm_pix_loss", True)),
+        mean=mean, std=std, mask_ratio=0.9, where="config",
+    )
+
+
+def _hf_has_decoder(state: dict[str, Tensor]) -> bool:
+    return any(k.startswith(_HF_DECODER_KEYS) for k in state)
+
+
+def videomae_state_to_omnimask(state: dict[str, Tensor], hf_config: dict) -> dict[str, Tensor]:
+    """Map a transformers VideoMAE state dict (hub or in-memory layout) to omnimask keys.
+
+    Returns ``OmniMaskForPreTraining`` keys when ``state`` has a decoder, else ``OmniMaskModel`` keys.
+
+    Raises:
+        ConversionError: unknown tensors, duplicate or incomplete q/k/v, or no final encoder LayerNorm.
+    """
+    _check_hf_config(hf_config)
+    has_decoder = _hf_has_decoder(state)
+    out = _map_state(state, _hf_rename, has_decoder)
+    norm = (ENC if has_decoder else "") + "encoder.norm.weight"
+    if norm not in out:
+        raise ConversionError(
+            "the source has no final encoder LayerNorm (videomae.layernorm.weight): omnimask's encoder always ends "
+            "with one, so this encoder cannot be represented faithfully"
+        )
+    return out
+
+
+def _read_processor(src: Path) -> dict | None:
+    for name in ("preprocessor_config.json", "video_preprocessor_config.json"):
+        if (src / name).is_file():
+            return _read_json(src / name)
+    return None
+
+
+@CONVERTERS.register("hf-videomae")
+def convert_hf_videomae(src_dir: Path, dst_dir: Path) -> Path:
+    """Convert a transformers VideoMAE checkpoint directory into an omnimask checkpoint in ``dst_dir``.
+
+    ``VideoMAEForPreTraining`` becomes an ``OmniMaskForPreTraining`` checkpoint, an encoder-only
+    ``VideoMAEModel`` (``use_mean_pooling: false``) an ``OmniMaskModel`` checkpoint. Returns ``dst_dir``.
+    """
+    src, dst = Path(src_dir), Path(dst_dir)
+    if not src.is_dir():
+        raise FileNotFoundError(f"source checkpoint directory {src} does not exist")
+    cfg_path = src / "config.json"
+    if not cfg_path.is_file():
+        raise FileNotFoundError(f"{cfg_path} not found: {src} is not a transformers checkpoint directory")
+    hf_config = _read_json(cfg_path)
+    if hf_config.get("model_type") != "videomae":
+        raise ConversionError(f"{cfg_path}: model_type is {hf_config.get('model_type')!r}, but hf-videomae converts 'videomae' checkpoints")
+    try:
+        config = videomae_config_to_omnimask(hf_config, _read_processor(src))
+    except ConversionError as err:
+        raise ConversionError(str(err).replace("config:", f"{cfg_path}:", 1)) from None
+    state = load_hf_state_dict(src)
+    try:
+        mapped = videomae_state_to_omnimask(state, hf_config)
+    except ConversionError as err:
+        raise ConversionError(f"{src}: {err}") from None
+    return _write(config, mapped, _hf_has_decoder(state), src, dst, "config.json")
+
+
+# ---------------------------------------------------------------------------------------------
+# videomae (official)
+
+_OFFICIAL_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
+
+
+def _official_file(src: Path) -> Path:
+    if src.is_file():
+        return src
+    if not src.is_dir():
+        raise FileNotFoundError(f"source checkpoint {src} does not exist")
+    found = sorted(p for p in src.iterdir() if p.is_file() and p.name.endswith(_OFFICIAL_SUFFIXES))
+    if len(found) != 1:
+        what = f"several ({[p.name for p in found]})" if found else "none"
+        raise ConversionError(
+            f"{src}: expected exactly one weights file ({', '.join(_OFFICIAL_SUFFIXES)}) in the directory, found {what}; "
+            "pass the file itself"
+        )
+    return found[0]
+
+
+def load_official_state_dict(path: Path) -> dict[str, Tensor]:
+    """Read an official VideoMAE checkpoint file: unwrap ``model``/``module``, strip ``module.``.
+
+    ``.pth``/``.bin`` files are read with ``torch.load(weights_only=True)`` (nothing in the file can
+    run code); ``argparse.Namespace`` (the ``args`` the training script stores) is allowed.
+    """
+    if path.name.endswith(".safetensors"):
+        obj: Any = load_file(str(path))
+    else:
+        try:
+            with torch.serialization.safe_globals([argparse.Namespace]):
+                obj = torch.load(path, weights_only=True, map_location="cpu")
+        except pickle.UnpicklingError as err:
+            raise ConversionError(
+                f"{path} holds objects that a weights-only load refuses ({str(err).splitlines()[0]}); re-save just its "
+                "state dict, e.g. torch.save({'model': ckpt['model']}, path), from a file you trust"
+            ) from None
+    if isinstance(obj, dict):
+        for wrapper in ("model", "module"):
+            if isinstance(obj.get(wrapper), dict):
+                obj = obj[wrapper]
+                break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
+        top = sorted(obj)[:10] if isinstance(obj, dict) else type(obj).__name__
+        raise ConversionError(f"{path} does not hold a state dict of tensors (or one under 'model'/'module'); top level: {top}")
+    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in obj.items()}
+    if len(state) != len(obj):
+        raise ConversionError(f"{path}: keys with and without the 'module.' prefix collide")
+    return state
+
+
+def _block_count(state: dict[str, Tensor], prefix: str) -> int:
+    pattern = re.compile(rf"^{re.escape(prefix)}blocks\.(\d+)\.")
+    ids = {int(m.group(1)) for k in state if (m := pattern.match(k))}
+    return max(ids) + 1 if ids else 0
+
+
+def _positive_int(value: Any, name: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConversionError(f"option {name} must be a positive integer, got {value!r}")
+    return value
+
+
+def _image_size_option(value: Any) -> tuple[int, int]:
+    if isinstance(value, str) and re.fullmatch(r"\s*\d+\s*[x,]\s*\d+\s*", value):
+        h, w = re.split(r"[x,]", value)
+        return int(h), int(w)
+    if isinstance(value, (list, tuple)) and len(value) == 2:
+        return _positive_int(value[0], "image_size"), _positive_int(value[1], "image_size")
+    size = _positive_int(value, "image_size (an int, or HxW)")
+    return size, size
+
+
+def _heads(dim: int, given: Any, table: dict[int, int], option: str, what: str) -> int:
+    if given is not None:
+        heads = _positive_int(given, option)
+    elif dim in table:
+        heads = table[dim]
+    else:
+        raise ConversionError(
+            f"the {what} width {dim} is not one of VideoMAE's model sizes {sorted(table)}, so its number of attention "
+            f"heads is unknown; pass it with the option {option}=N (CLI: --option {option}=N)"
+        )
+    if dim % heads:
+        raise ConversionError(f"option {option}={heads} does not divide the {what} width {dim}")
+    return heads
+
+
+def _check_pos_table(table: Tensor, dim: int, length: int, where: str, hint: str) -> None:
+    """Raise unless ``table`` is VideoMAE's fixed sin-cos table for ``length`` tokens."""
+    shape = tuple(table.shape)
+    if shape not in ((1, length, dim), (length, dim)):
+        raise ConversionError(
+            f"{where} is a stored position table of shape {shape}; expected (1, {length}, {dim}) for {hint} "
+            "(set the num_frames/image_size options to the model's), and it must equal VideoMAE's fixed sin-cos table"
+        )
+    diff = float((table.reshape(length, dim).float() - sincos_1d_interleaved(dim, length)).abs().max())
+    if diff >= POS_TOLERANCE:
+        raise ConversionError(
+            f"{where} is a learned position table (use_learnable_pos_emb) that differs from VideoMAE's fixed 1-D "
+            f"sin-cos table (max abs diff {diff:.3g}); omnimask generates its tables and cannot carry learned ones"
+        )
+
+
+def official_videomae_state_to_omnimask(
+    state: dict[str, Tensor],
+    *,
+    num_frames: int = 16,
+    image_size: int | tuple[int, int] | str = 224,
+    norm_pix: bool = True,
+    num_heads: int | None = None,
+    decoder_num_heads: int | None = None,
+    mask_ratio: float = 0.9,
+    where: str = "checkpoint",
+) -> tuple[OmniMaskConfig, dict[str, Tensor], bool]:
+    """Infer the config of an official VideoMAE state dict and map its tensors.
+
+    Returns:
+        (config, omnimask state dict, has_decoder).
+    """
+    num_frames = _positive_int(num_frames, "num_frames")
+    size = _image_size_option(image_size)
+    if not isinstance(norm_pix, bool):
+        raise ConversionError(f"option norm_pix must be true or false, got {norm_pix!r}")
+    if isinstance(mask_ratio, bool) or not isinstance(mask_ratio, (int, float)) or not 0 <= mask_ratio < 1:
+        raise ConversionError(f"option mask_ratio must be a number in [0, 1), got {mask_ratio!r}")
+    enc_prefix = "encoder." if any(k.startswith("encoder.") for k in state) else ""
+    proj = state.get(f"{enc_prefix}patch_embed.proj.weight")
+    if proj is None:
+        raise ConversionError(
+            f"{where}: no {enc_prefix}patch_embed.proj.weight, so this is not an official VideoMAE checkpoint "
+            f"(first keys: {sorted(state)[:8]})"
+        )
+    if proj.ndim != 5:
+        raise ConversionError(f"{where}: {enc_prefix}patch_embed.proj.weight has shape {tuple(proj.shape)}; a video tube embedding is 5-D (dim, C, t, p, q)")
+    dim, channels, tubelet, ph, pw = (int(s) for s in proj.shape)
+    depth = _block_count(state, enc_prefix)
+    if depth == 0:
+        raise ConversionError(f"{where}: no encoder blocks ({enc_prefix}blocks.N.*)")
+    fc1 = state.get(f"{enc_prefix}blocks.0.mlp.fc1.weight")
+    if fc1 is None:
+        raise ConversionError(f"{where}: {enc_prefix}blocks.0.mlp.fc1.weight is missing")
+    qkv_bias = f"{enc_prefix}blocks.0.attn.q_bias" in state or f"{enc_prefix}blocks.0.attn.v_bias" in state
+    encoder = dict(
+        dim=dim, depth=depth, num_heads=_heads(dim, num_heads, ENCODER_HEADS, "num_heads", "encoder"),
+        mlp_ratio=_mlp_ratio(dim, int(fc1.shape[0]), f"{enc_prefix}blocks.0.mlp.fc1.weight"),
+        qkv_bias=qkv_bias, norm_eps=OFFICIAL_EPS,
+    )
+    has_decoder = any(k.startswith(_HF_DECODER_KEYS) for k in state)
+    if has_decoder:
+        e2d = state.get("encoder_to_decoder.weight")
+        if e2d is None:
+            raise ConversionError(f"{where}: the checkpoint has decoder tensors but no encoder_to_decoder.weight")
+        ddim, ddepth = int(e2d.shape[0]), _block_count(state, "decoder.")
+        dfc1 = state.get("decoder.blocks.0.mlp.fc1.weight")
+        decoder = dict(
+            dim=ddim, depth=ddepth, num_heads=_heads(ddim, decoder_num_heads, DECODER_HEADS, "decoder_num_heads", "decoder"),
+            mlp_ratio=_mlp_ratio(ddim, int(dfc1.shape[0]), "decoder.blocks.0.mlp.fc1.weight") if dfc1 is not None else encoder["mlp_ratio"],
+            qkv_bias=qkv_bias, norm_eps=OFFICIAL_EPS,
+        )
+        head = state.get("decoder.head.weight")
+        patch_dim = tubelet * ph * pw * channels
+        if head is not None and int(head.shape[0]) != patch_dim:
+            raise ConversionError(
+                f"{where}: decoder.head.weight predicts {int(head.shape[0])} values per token, but a {tubelet}x{ph}x{pw} tube "
+                f"of {channels} channel(s) has {patch_dim}; omnimask's decoder predicts whole tubes"
+            )
+    else:  # encoder-only: a decoder entry is still part of the config; use the size table's (unused) one
+        ddim = {384: 192, 768: 384, 1024: 512, 1280: 640}.get(dim, 384)
+        decoder = dict(dim=ddim, depth=4, num_heads=DECODER_HEADS[ddim], qkv_bias=qkv_bias, norm_eps=OFFICIAL_EPS)
+    tokenizer = dict(num_frames=num_frames, image_size=list(size), patch_size=[ph, pw], tubelet_size=tubelet, in_chans=channels)
+    config = _build_config(
+        encoder=encoder, decoder=decoder, tokenizer=tokenizer, norm_pix=norm_pix,
+        mean=list(IMAGENET_MEAN) if channels == 3 else [0.0] * channels,
+        std=list(IMAGENET_STD) if channels == 3 else [1.0] * channels,
+        mask_ratio=float(mask_ratio), where=where,
+    )
+    out = _map_state(state, _official_renamer(enc_prefix), has_decoder)
+    table = out.pop("enc@pos", None)
+    if table is not None:
+        length = (num_frames // tubelet) * (size[0] // ph) * (size[1] // pw)
+        _check_pos_table(table, dim, length, f"{where}: {enc_prefix}pos_embed", f"num_frames={num_frames}, image_size={size[0]}x{size[1]}")
+    return config, out, has_decoder
+
+
+@CONVERTERS.register("videomae")
+def convert_videomae(
+    src: Path,
+    dst_dir: Path,
+    *,
+    num_frames: int = 16,
+    image_size: int | tuple[int, int] | str = 224,
+    norm_pix: bool = True,
+    num_heads: int | None = None,
+    decoder_num_heads: int | None = None,
+    mask_ratio: float = 0.9,
+) -> Path:
+    """Convert an official MCG-NJU VideoMAE checkpoint (``.pth`` file or a directory holding one).
+
+    Options (the file holds no config): ``num_frames`` (16) and ``image_size`` (224, or ``HxW``) the
+    model was trained for; ``norm_pix`` (true: per-patch, per-channel normalised targets, VideoMAE's
+    ``--normlize_target``); ``num_heads`` / ``decoder_num_heads`` when the widths are not one of
+    VideoMAE's S/B/L/H sizes; ``mask_ratio`` of the tube masking (0.9). Returns ``dst_dir``.
+    """
+    path = _official_file(Path(src))
+    config, state, has_decoder = official_videomae_state_to_omnimask(
+        load_official_state_dict(path), num_frames=num_frames, image_size=image_size, norm_pix=norm_pix,
+        num_heads=num_heads, decoder_num_heads=decoder_num_heads, mask_ratio=mask_ratio, where=str(path),
+    )
+    return _write(config, state, has_decoder, path, Path(dst_dir), "the shapes and options")
