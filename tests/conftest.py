@@ -16,6 +16,14 @@ def _seed():
     torch.manual_seed(0)
 
 
+@pytest.fixture(scope="session")
+def embedded_data_dir(tmp_path_factory):
+    """The embedded dataset's image and video parts, built once per test session in a temporary directory."""
+    from omnimask.data import ensure_embedded_dataset
+
+    return ensure_embedded_dataset(tmp_path_factory.mktemp("embedded"), parts=("image", "video"), progress=False)
+
+
 def tiny_config_dict(**image_overrides):
     """A small single-image model: 32x32 RGB, patch 8 (16 tokens), encoder 32 wide."""
     image = {

@@ -19,13 +19,9 @@ TEST_CFG = REPO / "recipes/configs/image/mae_vit_test.yaml"
 
 
 @pytest.fixture(scope="session")
-def data_dir(tmp_path_factory):
-    """The embedded dataset, built once per session in a temporary directory."""
-    from omnimask.data import ensure_embedded_dataset
-
-    root = tmp_path_factory.mktemp("embedded")
-    ensure_embedded_dataset(root, progress=False)
-    return root
+def data_dir(embedded_data_dir):
+    """The embedded dataset, built once per session in a temporary directory (tests/conftest.py)."""
+    return embedded_data_dir
 
 
 @pytest.fixture(autouse=True)

@@ -11,7 +11,8 @@ from omnimask import OmniMaskConfig, OmniMaskForPreTraining
 from omnimask.backbone.pos_embed import sincos_1d_interleaved, sincos_2d_mae, sincos_3d_separable
 from omnimask.masking import DualMasking, RunningCellMasking, TubeMasking
 from omnimask.modalities.video import VideoTubeTokenizer
-from omnimask.training import LoaderMasks, OptimConfig, SeededDataset, TrainConfig, Trainer, collate_samples
+from omnimask.data import collate_repeated
+from omnimask.training import LoaderMasks, OptimConfig, SeededDataset, TrainConfig, Trainer
 
 
 def video_config(masking=None, **tok):
@@ -184,7 +185,7 @@ def test_loader_masks_are_reproducible_per_worker_and_equal_the_device_draw():
     keys = [(i, 1000 + 7 * i) for i in range(12)]
 
     def load(workers):
-        loader = DataLoader(ds, batch_size=4, sampler=keys, num_workers=workers, collate_fn=collate_samples)
+        loader = DataLoader(ds, batch_size=4, sampler=keys, num_workers=workers, collate_fn=collate_repeated)
         return [(b["masks"]["video"], b["decode_masks"]["video"]) for b in loader]
 
     serial, parallel = load(0), load(2)

@@ -12,7 +12,7 @@ from .checkpoint import (
 )
 from .distributed import all_reduce_mean, barrier, cleanup, init_distributed, is_main
 from .loader_masks import LoaderMasks
-from .loop import NonFiniteLossError, TrainConfig, Trainer, TrainResult, collate_samples
+from .loop import NonFiniteLossError, TrainConfig, Trainer, TrainResult
 from .optim import OptimConfig, build_optimizer, param_groups, resolve_lr
 from .sampler import ResumableSampler, SeededDataset, mix_seed
 from .schedule import apply_lr, lr_at
@@ -23,7 +23,6 @@ __all__ = [
     "TrainResult",
     "Trainer",
     "LoaderMasks",
-    "collate_samples",
     "NonFiniteLossError",
     "param_groups",
     "build_optimizer",

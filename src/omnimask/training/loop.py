@@ -22,17 +22,18 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, default_collate
+from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..config import to_dict
+from ..data.video import collate_repeated
 from .checkpoint import capture_rng_state, load_checkpoint, save_checkpoint
 from .distributed import all_gather_object, all_reduce_mean, barrier, init_distributed, is_main
 from .optim import OptimConfig, build_optimizer, resolve_lr
 from .sampler import ResumableSampler, SeededDataset, mix_seed
 from .schedule import apply_lr, lr_at
 
-__all__ = ["TrainConfig", "TrainResult", "Trainer", "NonFiniteLossError", "collate_samples"]
+__all__ = ["TrainConfig", "TrainResult", "Trainer", "NonFiniteLossError"]
 
 logger = logging.getLogger(__name__)
 Hook = Callable[["Trainer", int, Any], None]
@@ -99,13 +100,6 @@ def _to_device(obj: Any, device: torch.device) -> Any:
     return obj
 
 
-def collate_samples(items: list[Any]) -> Any:
-    """``default_collate`` after flattening list items (a dataset returning several samples per index,
-    e.g. repeated sampling of one decoded video)."""
-    flat = [x for item in items for x in (item if isinstance(item, list) else [item])]
-    return default_collate(flat)
-
-
 def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     random.seed(seed)
@@ -119,8 +113,8 @@ class Trainer:
         model: returns an object with ``.loss`` (scalar) and ``.losses`` (per-modality scalars).
         dataset: map-style; items are dicts holding at least the ``modalities`` keys.
         train, optim: loop and optimizer settings.
-        collate_fn: batch collation (default :func:`collate_samples`: ``default_collate`` after
-            flattening list items). Items may carry ``masks``/``decode_masks`` dicts (passed to the
+        collate_fn: batch collation (default :func:`omnimask.data.collate_repeated`:
+            ``default_collate`` after flattening list items, i.e. repeated samples). Items may carry ``masks``/``decode_masks`` dicts (passed to the
             model) and a ``skipped`` count (summed into :attr:`TrainResult.skipped`).
         hooks: called as ``hook(trainer, step, out)`` after every optimizer step on every rank.
         modalities: input keys fed to the model (default ``model.modalities``).
@@ -168,7 +162,7 @@ class Trainer:
             batch_size=train.batch_size,
             sampler=self.sampler,
             num_workers=train.num_workers,
-            collate_fn=collate_fn or collate_samples,
+            collate_fn=collate_fn or collate_repeated,
             drop_last=True,
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
