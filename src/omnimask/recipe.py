@@ -29,6 +29,7 @@ import torch
 
 from .config import apply_overrides, from_dict, load_yaml, to_dict
 from .configuration import OmniMaskConfig
+from .data.errors import DataReadError
 from .evaluation import EvalConfig, compare_encoders, encode_dataset
 from .modalities import MODALITIES
 from .models import OmniMaskForPreTraining, OmniMaskModel
@@ -136,7 +137,7 @@ class ReconstructionHook:
 
 def _print_report(report: dict[str, dict[str, Any]], cfg: EvalConfig, n_val: int) -> None:
     k = cfg.labels_per_class
-    print(f"\nHeld-out evaluation: top-1 % on {n_val} images never seen in pretraining "
+    print(f"\nHeld-out evaluation: top-1 % on {n_val} samples never seen in pretraining "
           f"({k} labels per class: mean of {cfg.repeats} label subsets)")
     cols = [("probe_few_mean", f"probe, {k}/class"), ("finetune_mean", f"fine-tune, {k}/class"), ("probe_all", "probe, all labels")]
     cols = [(key, title) for key, title in cols if any(key in r for r in report.values())]
@@ -160,9 +161,15 @@ def run(cfg: RecipeConfig, resume: bool | str = False) -> dict[str, Any]:
     train_sets = [build_dataset(config, cfg.data, k, "train") for k in keys]
     if len(train_sets) > 1:
         raise ConfigError("this runner trains on one dataset; several modality datasets in one run come with dataset mixing")
-    # Pictures show held-out images when there is a validation split, else un-augmented training images.
-    has_val = cfg.eval.enabled or (cfg.data.get(keys[0]) or {}).get("root") is None
-    picture_set = build_dataset(config, cfg.data, keys[0], "val" if has_val else "train_eval")
+    # Pictures show held-out samples when there is a validation split, else un-augmented training ones.
+    if cfg.eval.enabled:
+        picture_set = build_dataset(config, cfg.data, keys[0], "val")
+    else:
+        try:
+            picture_set = build_dataset(config, cfg.data, keys[0], "val")
+        except ValueError as err:
+            log.info("reconstruction pictures use training samples (%s)", err)
+            picture_set = build_dataset(config, cfg.data, keys[0], "train_eval")
     # Evenly spaced samples, so a class-sorted folder shows several classes.
     picks = torch.linspace(0, len(picture_set) - 1, min(8, len(picture_set))).long().tolist()
     samples = {keys[0]: torch.stack([picture_set[i][keys[0]] for i in picks])}
@@ -172,16 +179,19 @@ def run(cfg: RecipeConfig, resume: bool | str = False) -> dict[str, Any]:
     log.info("model: %.2fM parameters; %d training samples; %d optimizer steps", params / 1e6, len(train_sets[0]), trainer.total_steps)
     result = trainer.fit(resume=resume)
     summary: dict[str, Any] = {"steps": result.steps, "final_loss": result.losses[-1] if result.losses else None,
-                               "samples_per_sec": result.samples_per_sec, "last_checkpoint": result.last_checkpoint}
+                               "samples_per_sec": result.samples_per_sec, "last_checkpoint": result.last_checkpoint,
+                               "skipped_samples": result.skipped}
     if not is_main():
         return summary
     final = out_dir / "final"
     model.save_pretrained(final)
     picture = hook.save(model, result.steps)
     summary.update(final_model=str(final), reconstruction=str(picture) if picture else None)
+    if result.skipped:
+        print(f"\nThe dataset skipped {result.skipped} unreadable sample(s) (their paths are in the warnings above)")
     print(f"\nSaved the pretrained model to {final} (load it with OmniMaskForPreTraining.from_pretrained or AutoModel)")
     if picture:
-        print(f"Reconstructions (original | masked | reconstruction | reconstruction + visible): {picture}")
+        print(f"Reconstructions (original, masked, reconstruction, reconstruction + visible): {picture}")
     if cfg.eval.enabled:
         key = keys[0]
         train_eval = encode_dataset(build_dataset(config, cfg.data, key, "train_eval"), key)
@@ -224,6 +234,11 @@ def main(argv: Sequence[str] | None = None, default_config: str | Path | None = 
     try:
         cfg = load_recipe(_find_config(args.config), args.overrides)
         run(cfg, resume=args.resume_from or args.resume)
+    except DataReadError as err:
+        if os.environ.get("OMNIMASK_DEBUG"):
+            raise
+        print(f"error: {err}\n(set data.<modality>.on_error=skip to skip unreadable files and count them)", file=sys.stderr)
+        return 2
     except (ConfigError, KeyError, FileNotFoundError, ValueError, CheckpointError) as err:
         if os.environ.get("OMNIMASK_DEBUG"):  # show the traceback when chasing a bug
             raise

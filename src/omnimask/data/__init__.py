@@ -9,6 +9,7 @@ from .embedded import (
     ensure_embedded_dataset,
     verify_part,
 )
+from .errors import DataReadError
 from .image_folder import IMAGE_EXTENSIONS, ImageFolderDataset, load_image
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, denormalize, eval_transform, mae_pretrain_transform
 from .video import (
@@ -27,6 +28,7 @@ from .video import (
 )
 
 __all__ = [
+    "DataReadError",
     "DATASET_VERSION",
     "IMAGENET_MEAN",
     "IMAGENET_STD",

@@ -28,6 +28,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, default_collate
 from torchvision.transforms.v2 import functional as TF
 
+from .errors import DataReadError
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, _mean_std, _size
 
 __all__ = [
@@ -54,7 +55,7 @@ class VideoListError(ValueError):
     """A malformed or unusable video list file; the message starts with ``<list_file>:<line>``."""
 
 
-class VideoReadError(RuntimeError):
+class VideoReadError(DataReadError):
     """A video that cannot be read; the message names the file and the problem."""
 
 
