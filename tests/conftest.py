@@ -18,10 +18,12 @@ def _seed():
 
 @pytest.fixture(scope="session")
 def embedded_data_dir(tmp_path_factory):
-    """The embedded dataset's image and video parts, built once per test session in a temporary directory."""
+    """The embedded dataset's image, video, points and shapes parts, built once per test session in a
+    temporary directory (points and shapes together take about 1.5 s)."""
     from omnimask.data import ensure_embedded_dataset
 
-    return ensure_embedded_dataset(tmp_path_factory.mktemp("embedded"), parts=("image", "video"), progress=False)
+    parts = ("image", "video", "points", "shapes")
+    return ensure_embedded_dataset(tmp_path_factory.mktemp("embedded"), parts=parts, progress=False)
 
 
 def tiny_config_dict(**image_overrides):

@@ -3,7 +3,7 @@
     omnimask list                                  registered modalities, masking, decoders, objectives, recipes
     omnimask train RECIPE [--config F] [--resume] [key=value ...]   run recipes/RECIPE.py
     omnimask convert --from hf-vitmae SRC DST      convert a reference checkpoint
-    omnimask data [--root DIR] [--parts image video]   build (or locate) the embedded dataset
+    omnimask data [--root DIR] [--parts PART ...]       build (or locate) the embedded dataset
 """
 
 from __future__ import annotations
@@ -105,7 +105,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_convert_parser(sub)
     data = sub.add_parser("data", help="build (or locate) the embedded dataset and print its path")
     data.add_argument("--root", default=None, help="dataset root (default: $OMNIMASK_DATA_DIR or ~/.cache/omnimask/embedded)")
-    data.add_argument("--parts", nargs="+", default=["image"], help="parts to build: image, video (default: image)")
+    data.add_argument("--parts", nargs="+", default=["image"], help="parts to build: image, video, points, shapes (default: image)")
     args, rest = parser.parse_known_args(argv)
     if args.command == "train":
         return _cmd_train(args, rest)

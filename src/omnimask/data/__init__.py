@@ -1,16 +1,34 @@
-"""Data: the embedded (offline) dataset, the ImageFolder reader, image transforms and the video path."""
+"""Data: the embedded (offline) dataset, the ImageFolder reader, image transforms, the video path and
+the point-cloud path."""
 
 from .embedded import (
     DATASET_VERSION,
     available_parts,
     embedded_image_root,
     embedded_part_root,
+    embedded_points_root,
+    embedded_shapes_root,
     embedded_video_root,
     ensure_embedded_dataset,
     verify_part,
 )
 from .errors import DataReadError
 from .image_folder import IMAGE_EXTENSIONS, ImageFolderDataset, load_image
+from .points import (
+    POINT_EXTENSIONS,
+    PointCloudDataset,
+    PointListError,
+    PointReadError,
+    folder_items,
+    load_points,
+    modelnet_items,
+    normalize_unit_sphere,
+    read_points_npy,
+    read_points_txt,
+    resample,
+    scale_and_translate,
+    shapenet_items,
+)
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, denormalize, eval_transform, mae_pretrain_transform
 from .video import (
     MultiScaleCrop,
@@ -35,6 +53,10 @@ __all__ = [
     "IMAGE_EXTENSIONS",
     "ImageFolderDataset",
     "MultiScaleCrop",
+    "POINT_EXTENSIONS",
+    "PointCloudDataset",
+    "PointListError",
+    "PointReadError",
     "VideoDataset",
     "VideoListError",
     "VideoReadError",
@@ -44,15 +66,26 @@ __all__ = [
     "denormalize",
     "embedded_image_root",
     "embedded_part_root",
+    "embedded_points_root",
+    "embedded_shapes_root",
     "embedded_video_root",
     "ensure_embedded_dataset",
     "eval_transform",
+    "folder_items",
     "load_image",
+    "load_points",
     "mae_pretrain_transform",
+    "modelnet_items",
+    "normalize_unit_sphere",
     "normalize_video",
+    "read_points_npy",
+    "read_points_txt",
     "read_video_list",
+    "resample",
     "resize_center_crop",
+    "scale_and_translate",
     "segment_indices",
+    "shapenet_items",
     "verify_part",
     "video_eval_processor",
     "video_eval_transform",
