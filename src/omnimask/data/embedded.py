@@ -23,7 +23,7 @@ import shutil
 import tempfile
 from fractions import Fraction
 from pathlib import Path
-from typing import Callable, Sequence
+from typing import Callable, Iterator, Sequence
 
 import numpy as np
 from PIL import Image
@@ -167,24 +167,32 @@ records a sha256 over the files and one over the raw pixels to check a copy agai
 """
 
 
+def _each_digit(out: Path, progress: bool, what: str, counts: dict[str, dict[str, int]]) -> Iterator[tuple[int, np.ndarray, str, str]]:
+    """The loop every digit-based part shares: make ``out/<split>/<digit>/`` folders, then yield
+    ``(index, 8x8 digit, split, label)`` for every source digit in index order (the image part's
+    split), counting each into ``counts[split][label]`` once the caller has written it."""
+    images, labels = load_digits_source()
+    is_val = stratified_split(labels)
+    for split in ("train", "val"):
+        counts.setdefault(split, {})
+        for c in range(10):
+            (out / split / str(c)).mkdir(parents=True)
+    for i in tqdm(range(len(images)), desc=f"omnimask: generating embedded {what}", disable=not progress):
+        split, c = ("val" if is_val[i] else "train"), str(int(labels[i]))
+        yield i, images[i], split, c
+        counts[split][c] = counts[split].get(c, 0) + 1
+
+
 @_part("image", version=1)
 def _build_image(out: Path, progress: bool) -> dict:
     """Write the image part into ``out`` (an empty directory); return counts for the manifest."""
-    images, labels = load_digits_source()
-    is_val = stratified_split(labels)
     pixels = hashlib.sha256()  # zlib-independent fingerprint of the content, in file order
-    counts: dict[str, dict[str, int]] = {"train": {}, "val": {}}
-    for split in counts:
-        for c in range(10):
-            (out / split / str(c)).mkdir(parents=True)
-    it = tqdm(range(len(images)), desc="omnimask: generating embedded image data", disable=not progress)
-    for i in it:
-        split, c = ("val" if is_val[i] else "train"), str(int(labels[i]))
-        rgb = render_digit(images[i], i)
+    counts: dict[str, dict[str, int]] = {}
+    for i, digit, split, c in _each_digit(out, progress, "image data", counts):
+        rgb = render_digit(digit, i)
         pixels.update(rgb.tobytes())
         # No metadata chunks (no timestamps), so the bytes depend only on the pixels and zlib.
         Image.fromarray(rgb).save(out / split / c / f"{i:04d}.png", format="PNG")
-        counts[split][c] = counts[split].get(c, 0) + 1
     n_train, n_val = sum(counts["train"].values()), sum(counts["val"].values())
     readme = _IMAGE_README.format(version=DATASET_VERSION, n_train=n_train, n_val=n_val)
     (out / "README.txt").write_text(readme, encoding="utf-8")
@@ -313,21 +321,13 @@ compression); compare decoded pixels with a tolerance, not bytes, across machine
 @_part("video", version=1)
 def _build_video(out: Path, progress: bool) -> dict:
     """Write the video part into ``out`` (an empty directory); return counts for the manifest."""
-    images, labels = load_digits_source()
-    is_val = stratified_split(labels)
     pixels = hashlib.sha256()  # encoder-independent fingerprint: the YUV frames, in file order
-    counts: dict[str, dict[str, int]] = {"train": {}, "val": {}}
+    counts: dict[str, dict[str, int]] = {}
     lines: dict[str, list[str]] = {"train": [], "val": []}
-    for split in counts:
-        for c in range(10):
-            (out / split / str(c)).mkdir(parents=True)
-    it = tqdm(range(len(images)), desc="omnimask: generating embedded video data", disable=not progress)
-    for i in it:
-        split, c = ("val" if is_val[i] else "train"), str(int(labels[i]))
+    for i, digit, split, c in _each_digit(out, progress, "video data", counts):
         rel = f"{split}/{c}/{i:04d}.mp4"
-        pixels.update(_write_mp4(out / rel, render_moving_digit(images[i], i)))
+        pixels.update(_write_mp4(out / rel, render_moving_digit(digit, i)))
         lines[split].append(f"{rel} {c}\n")
-        counts[split][c] = counts[split].get(c, 0) + 1
     for split, split_lines in lines.items():
         (out / f"{split}.csv").write_text("".join(split_lines), encoding="utf-8")
     n_train, n_val = sum(counts["train"].values()), sum(counts["val"].values())
@@ -548,18 +548,10 @@ def _save_npy(path: Path, arr: np.ndarray, digest: "hashlib._Hash") -> None:
 @_part("points", version=1)
 def _build_points(out: Path, progress: bool) -> dict:
     """Write the points part into ``out`` (an empty directory); return counts for the manifest."""
-    images, labels = load_digits_source()
-    is_val = stratified_split(labels)
     points = hashlib.sha256()
-    counts: dict[str, dict[str, int]] = {"train": {}, "val": {}}
-    for split in counts:
-        for c in range(10):
-            (out / split / str(c)).mkdir(parents=True)
-    it = tqdm(range(len(images)), desc="omnimask: generating embedded point clouds", disable=not progress)
-    for i in it:
-        split, c = ("val" if is_val[i] else "train"), str(int(labels[i]))
-        _save_npy(out / split / c / f"{i:04d}.npy", digit_point_cloud(images[i], i), points)
-        counts[split][c] = counts[split].get(c, 0) + 1
+    counts: dict[str, dict[str, int]] = {}
+    for i, digit, split, c in _each_digit(out, progress, "point clouds", counts):
+        _save_npy(out / split / c / f"{i:04d}.npy", digit_point_cloud(digit, i), points)
     (out / "classes.txt").write_text("".join(f"{c}\n" for c in range(10)), encoding="utf-8")
     n_train, n_val = sum(counts["train"].values()), sum(counts["val"].values())
     readme = _POINTS_README.format(
