@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .errors import DataReadError
+from .errors import DataReadError, read_with_policy
 
 __all__ = [
     "POINT_EXTENSIONS",
@@ -520,34 +520,20 @@ class PointCloudDataset(Dataset):
             raise IndexError(f"index {index} out of range for dataset of {n} point clouds")
         index %= n
         rng = np.random.default_rng(int(torch.randint(2**62, ()))) if self.train else None
-        failures = 0
-        last: PointReadError | None = None
-        for k in range(min(n, self.max_skips) if self.on_error == "skip" else 1):
-            j = (index + k) % n
-            path, label = self.items[j]
-            try:
-                cloud = self.read(path)
-            except PointReadError as e:
-                if self.on_error == "raise":
-                    raise
-                failures, last = failures + 1, e
-                if path not in {p for p, _ in self.skipped}:
-                    self.skipped.append((path, str(e)))
-                logger.warning("skipping point cloud %s: %s", path, e)
-                continue
-            cloud, repeated, degenerate = self._process(path, cloud, rng)
-            return {
-                "points": torch.from_numpy(np.ascontiguousarray(cloud, dtype=np.float32)),
-                "label": label,
-                "index": j,
-                "skipped": failures,
-                "resampled": int(repeated > 0),
-                "degenerate": int(degenerate),
-            }
-        why = "every point cloud" if failures == n else f"{failures} consecutive point clouds"
-        raise PointReadError(
-            f"giving up at index {index}: {why} failed to read (from {self.items[index][0]}); last error: {last}"
-        ) from last
+        j, label, cloud, failures = read_with_policy(
+            self.items, index, self.read, on_error=self.on_error, max_skips=self.max_skips, skipped=self.skipped,
+            error=PointReadError, what="point cloud", logger=logger,
+        )
+        path = self.items[j][0]
+        cloud, repeated, degenerate = self._process(path, cloud, rng)
+        return {
+            "points": torch.from_numpy(np.ascontiguousarray(cloud, dtype=np.float32)),
+            "label": label,
+            "index": j,
+            "skipped": failures,
+            "resampled": int(repeated > 0),
+            "degenerate": int(degenerate),
+        }
 
     def __repr__(self) -> str:
         return (

@@ -28,7 +28,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, default_collate
 from torchvision.transforms.v2 import functional as TF
 
-from .errors import DataReadError
+from .errors import DataReadError, read_with_policy
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, _mean_std, _size
 
 __all__ = [
@@ -552,29 +552,15 @@ class VideoDataset(Dataset):
             raise IndexError(f"index {index} out of range for dataset of {n} videos")
         index %= n
         rng = np.random.default_rng(int(torch.randint(2**62, ()))) if self.train else None
-        failures = 0
-        last: VideoReadError | None = None
-        for k in range(min(n, self.max_skips) if self.on_error == "skip" else 1):
-            j = (index + k) % n
-            path, label = self.items[j]
-            try:
-                frames, _ = _read_frames(path, lambda length: self.frame_indices(length, rng), self.num_threads)
-            except VideoReadError as e:
-                if self.on_error == "raise":
-                    raise
-                failures, last = failures + 1, e
-                if path not in {p for p, _ in self.skipped}:  # each bad file once, however often it is hit
-                    self.skipped.append((path, str(e)))
-                logger.warning("skipping unreadable video %s: %s", path, e)
-                continue
-            views = self._views(frames, rng)
-            out = [{"video": v, "label": label, "index": j, "skipped": failures if r == 0 else 0}
-                   for r, v in enumerate(views)]  # fmt: skip
-            return out[0] if self.repeats == 1 else out
-        why = "every video" if failures == n else f"{failures} consecutive videos"
-        raise VideoReadError(
-            f"giving up at index {index}: {why} failed to read (from {self.items[index][0]}); last error: {last}"
-        ) from last
+        j, label, (frames, _), failures = read_with_policy(
+            self.items, index, lambda path: _read_frames(path, lambda length: self.frame_indices(length, rng), self.num_threads),
+            on_error=self.on_error, max_skips=self.max_skips, skipped=self.skipped, error=VideoReadError,
+            what="video", logger=logger,
+        )  # fmt: skip
+        views = self._views(frames, rng)
+        out = [{"video": v, "label": label, "index": j, "skipped": failures if r == 0 else 0}
+               for r, v in enumerate(views)]  # fmt: skip
+        return out[0] if self.repeats == 1 else out
 
     def __repr__(self) -> str:
         return (
