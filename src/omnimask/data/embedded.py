@@ -183,6 +183,15 @@ def _each_digit(out: Path, progress: bool, what: str, counts: dict[str, dict[str
         counts[split][c] = counts[split].get(c, 0) + 1
 
 
+def _finish_part(out: Path, counts: dict[str, dict[str, int]], readme: str, **fields: object) -> dict:
+    """Write ``README.txt`` (``readme`` formatted with the dataset version, the split sizes and
+    ``fields``) and return the manifest counts every part has: total, train, val, per_class."""
+    n_train, n_val = sum(counts["train"].values()), sum(counts["val"].values())
+    text = readme.format(version=DATASET_VERSION, n_train=n_train, n_val=n_val, **fields)
+    (out / "README.txt").write_text(text, encoding="utf-8")
+    return {"total": n_train + n_val, "train": n_train, "val": n_val, "per_class": counts}
+
+
 @_part("image", version=1)
 def _build_image(out: Path, progress: bool) -> dict:
     """Write the image part into ``out`` (an empty directory); return counts for the manifest."""
@@ -193,14 +202,8 @@ def _build_image(out: Path, progress: bool) -> dict:
         pixels.update(rgb.tobytes())
         # No metadata chunks (no timestamps), so the bytes depend only on the pixels and zlib.
         Image.fromarray(rgb).save(out / split / c / f"{i:04d}.png", format="PNG")
-    n_train, n_val = sum(counts["train"].values()), sum(counts["val"].values())
-    readme = _IMAGE_README.format(version=DATASET_VERSION, n_train=n_train, n_val=n_val)
-    (out / "README.txt").write_text(readme, encoding="utf-8")
     return {
-        "total": n_train + n_val,
-        "train": n_train,
-        "val": n_val,
-        "per_class": counts,
+        **_finish_part(out, counts, _IMAGE_README),
         "image_size": [_IMAGE_SIZE, _IMAGE_SIZE],
         "pixels_sha256": pixels.hexdigest(),
     }
@@ -330,16 +333,8 @@ def _build_video(out: Path, progress: bool) -> dict:
         lines[split].append(f"{rel} {c}\n")
     for split, split_lines in lines.items():
         (out / f"{split}.csv").write_text("".join(split_lines), encoding="utf-8")
-    n_train, n_val = sum(counts["train"].values()), sum(counts["val"].values())
-    readme = _VIDEO_README.format(
-        version=DATASET_VERSION, n_train=n_train, n_val=n_val, frames=_VIDEO_FRAMES, fps=_VIDEO_FPS
-    )
-    (out / "README.txt").write_text(readme, encoding="utf-8")
     return {
-        "total": n_train + n_val,
-        "train": n_train,
-        "val": n_val,
-        "per_class": counts,
+        **_finish_part(out, counts, _VIDEO_README, frames=_VIDEO_FRAMES, fps=_VIDEO_FPS),
         "frames": _VIDEO_FRAMES,
         "fps": _VIDEO_FPS,
         "frame_size": [_IMAGE_SIZE, _IMAGE_SIZE],
@@ -553,16 +548,8 @@ def _build_points(out: Path, progress: bool) -> dict:
     for i, digit, split, c in _each_digit(out, progress, "point clouds", counts):
         _save_npy(out / split / c / f"{i:04d}.npy", digit_point_cloud(digit, i), points)
     (out / "classes.txt").write_text("".join(f"{c}\n" for c in range(10)), encoding="utf-8")
-    n_train, n_val = sum(counts["train"].values()), sum(counts["val"].values())
-    readme = _POINTS_README.format(
-        version=DATASET_VERSION, n_train=n_train, n_val=n_val, num_points=_NUM_POINTS, seed=_POINTS_SEED
-    )
-    (out / "README.txt").write_text(readme, encoding="utf-8")
     return {
-        "total": n_train + n_val,
-        "train": n_train,
-        "val": n_val,
-        "per_class": counts,
+        **_finish_part(out, counts, _POINTS_README, num_points=_NUM_POINTS, seed=_POINTS_SEED),
         "num_points": _NUM_POINTS,
         "points_sha256": points.hexdigest(),
     }
@@ -584,18 +571,11 @@ def _build_shapes(out: Path, progress: bool) -> dict:
         _save_npy(out / split / name / f"{i:04d}.npy", shape_point_cloud(name, i), points)
         counts[split][name] = counts[split].get(name, 0) + 1
     (out / "classes.txt").write_text("".join(f"{c}\n" for c in SHAPE_CLASSES), encoding="utf-8")
-    n_train, n_val = sum(counts["train"].values()), sum(counts["val"].values())
-    readme = _SHAPES_README.format(
-        version=DATASET_VERSION, n_classes=len(SHAPE_CLASSES), classes=", ".join(SHAPE_CLASSES),
-        num_points=_NUM_POINTS, n_train=n_train, n_val=n_val, per_train=_SHAPES_TRAIN, per_val=_SHAPES_VAL,
-        per_class=per_class, seed=_SHAPES_SEED,
-    )  # fmt: skip
-    (out / "README.txt").write_text(readme, encoding="utf-8")
     return {
-        "total": n_train + n_val,
-        "train": n_train,
-        "val": n_val,
-        "per_class": counts,
+        **_finish_part(
+            out, counts, _SHAPES_README, n_classes=len(SHAPE_CLASSES), classes=", ".join(SHAPE_CLASSES),
+            num_points=_NUM_POINTS, per_train=_SHAPES_TRAIN, per_val=_SHAPES_VAL, per_class=per_class, seed=_SHAPES_SEED,
+        ),
         "classes": list(SHAPE_CLASSES),
         "num_points": _NUM_POINTS,
         "points_sha256": points.hexdigest(),
