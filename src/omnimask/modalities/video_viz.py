@@ -10,7 +10,7 @@ import torch
 from PIL import Image
 from torch import Tensor
 
-from .image_viz import _to_uint8
+from .image_viz import _to_uint8, reconstruction_variants
 
 __all__ = ["reconstruction_frames"]
 
@@ -27,20 +27,7 @@ def reconstruction_frames(
     """
     inputs = tokenizer._as_clip(inputs[:max_samples].float().cpu())
     pred, mask = pred[:max_samples].float().cpu(), mask[:max_samples].cpu()
-    grid = tokenizer.grid(inputs, interpolate_pos=True)
-    target = tokenizer.patchify(inputs)
-    recon_p = objective.denormalize_pred(pred, target) if hasattr(objective, "denormalize_pred") else pred
-    c = inputs.shape[1]
-    m = mask[..., None].to(target.dtype)
-    mean = torch.tensor(processor_cfg.get("mean", [0.0] * c), dtype=torch.float32)
-    std = torch.tensor(processor_cfg.get("std", [1.0] * c), dtype=torch.float32)
-    grey = ((0.5 - mean) / std)[None, None, :].repeat(1, 1, target.shape[-1] // c)
-    variants = [
-        inputs,
-        tokenizer.unpatchify(target * (1 - m) + grey * m, grid),
-        tokenizer.unpatchify(recon_p, grid),
-        tokenizer.unpatchify(target * (1 - m) + recon_p * m, grid),
-    ]
+    variants, mean, std = reconstruction_variants(inputs, pred, mask, tokenizer, objective, processor_cfg)
     step = tokenizer.tubelet_size
     frames = list(range(0, inputs.shape[2], step))[:max_frames]
     blocks = []
