@@ -27,15 +27,18 @@ import argparse
 import datetime as _dt
 import json
 import os
-import platform
 import statistics
+import sys
 import time
 from pathlib import Path
 from typing import Any, Callable
 
 import torch
 
-from omnimask.modalities.points_ops import (
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_mae_step import cpu_model  # noqa: E402  (shared with the other benchmarks)
+
+from omnimask.modalities.points_ops import (  # noqa: E402
     chamfer_l2,
     default_chunk_elements,
     farthest_point_sample,
@@ -44,16 +47,6 @@ from omnimask.modalities.points_ops import (
 )
 
 NUM_POINTS, NUM_GROUPS, GROUP_SIZE, MASK_RATIO = 1024, 64, 32, 0.6
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.lower().startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
 
 
 def loadavg() -> float | None:

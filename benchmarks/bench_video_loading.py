@@ -26,7 +26,6 @@ import argparse
 import datetime
 import json
 import os
-import platform
 import sys
 import tempfile
 import time
@@ -50,16 +49,8 @@ from omnimask.data import (
 from omnimask.training import ResumableSampler, SeededDataset
 
 REPO = Path(__file__).resolve().parents[1]
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
+sys.path.insert(0, str(Path(__file__).parent))
+from bench_mae_step import cpu_model  # noqa: E402  (shared with the other benchmarks)
 
 
 def _smooth_texture(rng: np.random.Generator, h: int, w: int) -> np.ndarray:
@@ -241,7 +232,7 @@ def main(argv: list[str] | None = None) -> int:
         "torch": torch.__version__,
         "decord": decord.__version__,
         "av": av.__version__,
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_count": os.cpu_count(),
         "torch_threads_main": args.threads,
         "batch_size": args.batch_size,
