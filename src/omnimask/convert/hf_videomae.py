@@ -62,7 +62,7 @@ import logging
 import pickle
 import re
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 from safetensors.torch import load_file
@@ -71,8 +71,8 @@ from torch import Tensor
 from ..backbone.pos_embed import sincos_1d_interleaved
 from ..configuration import OmniMaskConfig
 from ..modalities.image import IMAGENET_MEAN, IMAGENET_STD
-from ..models import OmniMaskForPreTraining, OmniMaskModel
 from . import CONVERTERS, ConversionError
+from ._common import Renamer, Target, map_state, write_checkpoint
 from .hf_vitmae import _mlp_ratio, _pair, _read_json, load_hf_state_dict
 
 __all__ = [
@@ -100,9 +100,6 @@ OFFICIAL_EPS = 1e-6
 ENCODER_HEADS = {384: 6, 768: 12, 1024: 16, 1280: 16}
 DECODER_HEADS = {192: 3, 384: 6, 512: 8, 640: 8}
 
-# A target is (section "enc"/"dec", omnimask name inside the section, q/k/v slot or None).
-Target = tuple[str, str, "int | None"]
-Renamer = Callable[[str], "Target | None"]
 
 # ---------------------------------------------------------------------------------------------
 # transformers layout
@@ -204,7 +201,11 @@ def _official_renamer(enc_prefix: str) -> Renamer:
 
 
 # ---------------------------------------------------------------------------------------------
-# shared: renaming, q/k/v fusion, config, writing
+# shared by both formats: target prefixes, hints, config
+
+
+def _prefix(has_decoder: bool) -> dict[str, str]:
+    return {"enc": ENC if has_decoder else "", "dec": DEC}
 
 
 def _unknown_hint(keys: list[str]) -> str:
@@ -214,53 +215,6 @@ def _unknown_hint(keys: list[str]) -> str:
     if any(re.search(r"\.gamma_[12]$", k) for k in keys):
         return " (LayerScale gamma_1/gamma_2: omnimask blocks have no LayerScale)"
     return ""
-
-
-def _map_state(state: dict[str, Tensor], rename: Renamer, has_decoder: bool) -> dict[str, Tensor]:
-    """Rename every tensor (``"enc@..."``/``"dec@..."`` for special ones) and fuse q/k/v.
-
-    Raises:
-        ConversionError: unmapped tensors (all named), two sources for one target, incomplete q/k/v.
-    """
-    prefix = {"enc": ENC if has_decoder else "", "dec": DEC}
-    out: dict[str, Tensor] = {}
-    source_of: dict[str, str] = {}
-    pieces: dict[str, dict[int, Tensor]] = {}
-    unknown = []
-    for key, tensor in state.items():
-        found = rename(key)
-        if found is None:
-            unknown.append(key)
-            continue
-        section, name, slot = found
-        target = f"{section}{name}" if name.startswith("@") else prefix[section] + name
-        slot_key = f"{target}#{slot}"
-        if slot_key in source_of:  # e.g. both q_bias and query.bias, or "videomae.x" and "x"
-            raise ConversionError(f"source tensors {source_of[slot_key]!r} and {key!r} both map to {target!r}")
-        source_of[slot_key] = key
-        if slot is None:
-            out[target] = tensor
-        else:
-            pieces.setdefault(target, {})[slot] = tensor
-    if unknown:
-        raise ConversionError(
-            f"{len(unknown)} source tensor(s) have no omnimask counterpart: {sorted(unknown)}{_unknown_hint(unknown)}"
-        )
-    for target, parts in pieces.items():
-        if target in out:
-            raise ConversionError(f"{target}: the source holds it both fused and as separate q/k/v parts")
-        if target.endswith(".bias"):
-            # VideoMAE: q and v biases, none on k (it computes k with a zero bias).
-            if sorted(parts) != [0, 2]:
-                lacking = "value (v_bias)" if 0 in parts else "query (q_bias)"
-                raise ConversionError(f"{target}: the source has only one of the q/v biases; it lacks the {lacking} bias")
-            out[target] = torch.cat([parts[0], torch.zeros_like(parts[0]), parts[2]])
-        else:
-            if sorted(parts) != [0, 1, 2]:
-                names = [n for i, n in enumerate(("query", "key", "value")) if i not in parts]
-                raise ConversionError(f"{target}: the source lacks the {names} projection(s) needed to fuse q/k/v")
-            out[target] = torch.cat([parts[0], parts[1], parts[2]], dim=0)
-    return out
 
 
 def _objective(norm_pix: bool, channels: int, where: str) -> dict:
@@ -302,25 +256,6 @@ def _build_config(
         "processor": {"mean": [float(v) for v in mean], "std": [float(v) for v in std]},
     }
     return OmniMaskConfig(encoder={**encoder, "cls_token": False, "modality_embed": False}, modalities={"video": video})
-
-
-def _write(config: OmniMaskConfig, state: dict[str, Tensor], has_decoder: bool, src: Path, dst: Path, described_by: str) -> Path:
-    """Build the omnimask model, check keys and shapes against ``state``, load strictly and save."""
-    model = (OmniMaskForPreTraining if has_decoder else OmniMaskModel)(config)
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    if missing:
-        raise ConversionError(f"{src}: the source lacks tensors for omnimask {missing}")
-    extra = sorted(set(state) - set(own))
-    if extra:
-        raise ConversionError(f"{src}: source tensors for {extra} have no place in the model {described_by} describes")
-    bad = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items() if v.shape != own[k].shape]
-    if bad:
-        raise ConversionError(f"{src}: tensor shapes disagree with {described_by} (source vs omnimask): {bad[:10]}")
-    model.load_state_dict(state, strict=True)
-    model.save_pretrained(dst)
-    log.info("converted %s -> %s (%s)", src, dst, type(model).__name__)
-    return dst
 
 
 # ---------------------------------------------------------------------------------------------
@@ -398,7 +333,7 @@ def videomae_state_to_omnimask(state: dict[str, Tensor], hf_config: dict) -> dic
     """
     _check_hf_config(hf_config)
     has_decoder = _hf_has_decoder(state)
-    out = _map_state(state, _hf_rename, has_decoder)
+    out = map_state(state, _hf_rename, _prefix(has_decoder), qv_bias_only=True, unknown_hint=_unknown_hint)
     norm = (ENC if has_decoder else "") + "encoder.norm.weight"
     if norm not in out:
         raise ConversionError(
@@ -440,7 +375,7 @@ def convert_hf_videomae(src_dir: Path, dst_dir: Path) -> Path:
         mapped = videomae_state_to_omnimask(state, hf_config)
     except ConversionError as err:
         raise ConversionError(f"{src}: {err}") from None
-    return _write(config, mapped, _hf_has_decoder(state), src, dst, "config.json")
+    return write_checkpoint(config, mapped, _hf_has_decoder(state), src, dst, "config.json")
 
 
 # ---------------------------------------------------------------------------------------------
@@ -621,7 +556,7 @@ def official_videomae_state_to_omnimask(
         std=list(IMAGENET_STD) if channels == 3 else [1.0] * channels,
         mask_ratio=float(mask_ratio), where=where,
     )
-    out = _map_state(state, _official_renamer(enc_prefix), has_decoder)
+    out = map_state(state, _official_renamer(enc_prefix), _prefix(has_decoder), qv_bias_only=True, unknown_hint=_unknown_hint)
     table = out.pop("enc@pos", None)
     if table is not None:
         length = (num_frames // tubelet) * (size[0] // ph) * (size[1] // pw)
@@ -653,4 +588,4 @@ def convert_videomae(
         load_official_state_dict(path), num_frames=num_frames, image_size=image_size, norm_pix=norm_pix,
         num_heads=num_heads, decoder_num_heads=decoder_num_heads, mask_ratio=mask_ratio, where=str(path),
     )
-    return _write(config, state, has_decoder, path, Path(dst_dir), "the shapes and options")
+    return write_checkpoint(config, state, has_decoder, path, Path(dst_dir), "the shapes and options")

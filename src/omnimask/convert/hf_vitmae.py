@@ -32,8 +32,8 @@ from torch import Tensor
 from ..backbone.pos_embed import sincos_2d_mae
 from ..configuration import OmniMaskConfig
 from ..modalities.image import IMAGENET_MEAN, IMAGENET_STD
-from ..models import OmniMaskForPreTraining, OmniMaskModel
 from . import CONVERTERS, ConversionError
+from ._common import map_state, write_checkpoint
 
 __all__ = ["convert_hf_vitmae", "vitmae_state_to_omnimask", "vitmae_config_to_omnimask", "load_hf_state_dict"]
 
@@ -179,32 +179,7 @@ def vitmae_state_to_omnimask(state: dict[str, Tensor], hf_config: dict) -> dict[
     _check_hf_config(hf_config)
     has_decoder = any(k.startswith("decoder.") for k in state)
     prefix = {"enc": ENC if has_decoder else "", "dec": DEC}
-    out: dict[str, Tensor] = {}
-    source_of: dict[str, str] = {}
-    qkv: dict[str, dict[int, Tensor]] = {}
-    unknown = []
-    for key, tensor in state.items():
-        found = _rename(key)
-        if found is None:
-            unknown.append(key)
-            continue
-        section, name, slot = found
-        target = prefix[section] + name if not name.startswith("@") else f"{section}{name}"
-        slot_key = f"{target}#{slot}"
-        if slot_key in source_of:  # e.g. "vit.x" and "x" both present
-            raise ConversionError(f"source keys {source_of[slot_key]!r} and {key!r} both map to {target!r}")
-        source_of[slot_key] = key
-        if slot is None:
-            out[target] = tensor
-        else:
-            qkv.setdefault(target, {})[slot] = tensor
-    if unknown:
-        raise ConversionError(f"{len(unknown)} source tensor(s) have no omnimask counterpart: {sorted(unknown)}")
-    for target, parts in qkv.items():
-        if sorted(parts) != [0, 1, 2]:
-            names = [n for i, n in enumerate(("query", "key", "value")) if i not in parts]
-            raise ConversionError(f"{target}: the source lacks the {names} projection(s) needed to fuse q/k/v")
-        out[target] = torch.cat([parts[0], parts[1], parts[2]], dim=0)
+    out = map_state(state, _rename, prefix)
 
     grid = tuple(s // p for s, p in zip(_pair(hf_config.get("image_size", 224)), _pair(hf_config.get("patch_size", 16))))
     for section, what in (("enc", "encoder"), ("dec", "decoder")):
@@ -279,15 +254,4 @@ def convert_hf_vitmae(src_dir: Path, dst_dir: Path) -> Path:
     pre_path = src / "preprocessor_config.json"
     config = vitmae_config_to_omnimask(hf_config, _read_json(pre_path) if pre_path.is_file() else None)
     state = vitmae_state_to_omnimask(load_hf_state_dict(src), hf_config)
-    model = (OmniMaskForPreTraining if any(k.startswith(ENC) for k in state) else OmniMaskModel)(config)
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state))
-    if missing:
-        raise ConversionError(f"{src}: the source lacks tensors for omnimask {missing}")
-    bad = [f"{k}: {tuple(v.shape)} vs {tuple(own[k].shape)}" for k, v in state.items() if k in own and v.shape != own[k].shape]
-    if bad:
-        raise ConversionError(f"{src}: tensor shapes disagree with config.json (source vs omnimask): {bad[:10]}")
-    model.load_state_dict(state, strict=True)
-    model.save_pretrained(dst)
-    log.info("converted %s -> %s (%s)", src, dst, type(model).__name__)
-    return dst
+    return write_checkpoint(config, state, any(k.startswith(ENC) for k in state), src, dst, "config.json")
