@@ -33,9 +33,16 @@ class RunningCellMasking(MaskingStrategy):
         self.hidden_per_cell = int(4 * self.ratio)
         if not 0 < self.hidden_per_cell < 4:
             raise ValueError(f"running_cell masking hides int(4 * ratio) of 4 cell positions, which must be 1..3; ratio {ratio} gives {self.hidden_per_cell}")
+        self._maps: dict[tuple[int, ...], Tensor] = {}  # grid -> maps(grid); drawn for every sample or batch
 
     def maps(self, grid: tuple[int, ...]) -> Tensor:
-        """(4, N) bool: the mask for each start phase over the flattened grid."""
+        """(4, N) bool: the mask for each start phase over the flattened grid (computed once per grid)."""
+        key = tuple(grid)
+        if key not in self._maps:
+            self._maps[key] = self._build_maps(key)
+        return self._maps[key]
+
+    def _build_maps(self, grid: tuple[int, ...]) -> Tensor:
         if len(grid) == 2:
             grid = (1, *grid)
         if len(grid) != 3:
