@@ -78,7 +78,7 @@ class VideoTubeTokenizer(Tokenizer):
         nn.init.zeros_(self.proj.bias)
         self.register_buffer("pos_embed", self.positions(self.base_grid, dim), persistent=False)
 
-    def _as_clip(self, x: Tensor) -> Tensor:
+    def as_clip(self, x: Tensor) -> Tensor:
         """(B, C, H, W) -> (B, C, ts, H, W) when images are accepted as clips."""
         if x.ndim == 4 and self.image_as_clip:
             return x.unsqueeze(2).expand(-1, -1, self.tubelet_size, -1, -1)
@@ -94,7 +94,7 @@ class VideoTubeTokenizer(Tokenizer):
             raise ValueError(f"video: expected a (batch, channels, frames, height, width) tensor, got shape {tuple(x.shape)}")
         if not x.is_floating_point():
             raise ValueError(f"video: expected a floating-point tensor, got {x.dtype} (normalise the frames first)")
-        x = self._as_clip(x)
+        x = self.as_clip(x)
         _, c, t, h, w = x.shape
         if c != self.channels:
             raise ValueError(f"video: the model expects {self.channels} channel(s), got {c} (input shape {tuple(x.shape)}; clips are (B, C, T, H, W))")
@@ -123,12 +123,12 @@ class VideoTubeTokenizer(Tokenizer):
 
     def forward(self, x: Tensor, interpolate_pos: bool = False) -> tuple[Tensor, tuple[int, int, int]]:
         grid = self.grid(x, interpolate_pos)
-        tokens = self.proj(self._as_clip(x)).flatten(2).transpose(1, 2)
+        tokens = self.proj(self.as_clip(x)).flatten(2).transpose(1, 2)
         pos = self.pos_embed if grid == self.base_grid else self.positions(grid, self.dim).to(tokens.device)
         return tokens + pos.to(tokens.dtype), grid
 
     def patchify(self, x: Tensor) -> Tensor:
-        x = self._as_clip(x)
+        x = self.as_clip(x)
         b, c, t, h, w = x.shape
         ts, (p, q) = self.tubelet_size, self.patch_size
         x = x.reshape(b, c, t // ts, ts, h // p, p, w // q, q).permute(0, 2, 4, 6, 3, 5, 7, 1)

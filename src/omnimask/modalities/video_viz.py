@@ -25,7 +25,7 @@ def reconstruction_frames(
         pred: (B, N, P) predictions in the objective's target space.
         mask: (B, N) bool, True = hidden.
     """
-    inputs = tokenizer._as_clip(inputs[:max_samples].float().cpu())
+    inputs = tokenizer.as_clip(inputs[:max_samples].float().cpu())
     pred, mask = pred[:max_samples].float().cpu(), mask[:max_samples].cpu()
     variants, mean, std = reconstruction_variants(inputs, pred, mask, tokenizer, objective, processor_cfg)
     step = tokenizer.tubelet_size
