@@ -3,7 +3,8 @@
 A decoder gets the encoded visible tokens of *its* modality (in encoder order), the modality's
 :class:`~omnimask.masking.MaskSpec`, a position table for the full token grid at the decoder's
 width, and optionally the rest of the encoded sequence as context (global tokens such as
-``[CLS]``, and other modalities' visible tokens). It returns a prediction for **every** one of the
+``[CLS]``, and other modalities' visible tokens), and the token grid as the keyword ``grid``
+(decoders that attend within local windows of the grid need its shape). It returns a prediction for **every** one of the
 N grid positions, in the modality's reference patch layout: ``(B, N, out_dim)``.
 
 Constructors receive ``in_dim`` (encoder width) and ``out_dim`` (the modality's ``patch_dim``) from

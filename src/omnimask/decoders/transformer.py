@@ -67,6 +67,7 @@ class TransformerDecoder(nn.Module):
         pos: Tensor,
         global_tokens: Tensor | None = None,
         other_tokens: Tensor | None = None,
+        grid: tuple[int, ...] | None = None,
     ) -> Tensor:
         """Args:
             visible: (B, K, in_dim) encoded visible tokens of this modality, in ``spec.ids_keep`` order.
@@ -74,6 +75,7 @@ class TransformerDecoder(nn.Module):
             pos: (N, dim) or (B, N, dim) decoder position table in grid order.
             global_tokens: (B, G, in_dim) e.g. the encoded ``[CLS]``.
             other_tokens: (B, M, in_dim) other modalities' encoded visible tokens.
+            grid: the modality's token grid (unused here: attention is global; windowed decoders need it).
         Returns:
             (B, N, out_dim) predictions for every grid position, or (B, Q, out_dim) for the
             positions ``spec.ids_decode`` when the spec selects decoder targets.

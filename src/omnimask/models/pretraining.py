@@ -114,6 +114,7 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
                 self._decoder_positions(k, grids[k]).to(enc.parts[k].dtype),
                 global_tokens=enc.global_tokens if enc.global_tokens.shape[1] else None,
                 other_tokens=torch.cat(others, dim=1) if others else None,
+                grid=grids[k],
             )
             target = self.omnimask.tokenizers[k].patchify(batch[k])
             if spec.ids_decode is not None:  # the decoder predicted only the selected positions
