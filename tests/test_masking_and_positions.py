@@ -117,8 +117,10 @@ _STRATEGY_CONFIGS = {"dual": {"encoder": {"name": "tube", "ratio": 0.5}, "decode
 def test_every_masking_strategy_keeps_the_contract(name):
     strategy = MASKING.build(name, _STRATEGY_CONFIGS.get(name, {"ratio": 0.5}))
     grid = (4, 6)  # half of every grid row hidden by all strategies at ratio 0.5
-    spec = strategy(4, grid, generator=torch.Generator().manual_seed(1))
     n, keep = 24, 12
+    # strategies over unordered tokens (point groups) get each token's coordinates
+    coords = torch.randn(4, n, 3, generator=torch.Generator().manual_seed(3)) if strategy.needs_coords else None
+    spec = strategy(4, grid, generator=torch.Generator().manual_seed(1), coords=coords)
     assert spec.mask.dtype == torch.bool and spec.mask.shape == (4, n)
     assert spec.ids_keep.shape == (4, keep) and (~spec.mask).sum(1).tolist() == [keep] * 4
     assert not spec.mask.gather(1, spec.ids_keep).any()
@@ -127,10 +129,17 @@ def test_every_masking_strategy_keeps_the_contract(name):
     explicit = strategy(4, grid, mask=spec.mask, decode=spec.decode)
     assert torch.equal(explicit.mask, spec.mask)
     # per-sample seeds: sample b depends on seeds[b] only, and equals the loader-side draw
-    seeded = strategy(3, grid, seeds=[5, 6, 5])
+    seeds = [5, 6, 5]
+    seeded = strategy(3, grid, seeds=seeds, coords=None if coords is None else coords[[0, 1, 0]])
     assert torch.equal(seeded.mask[0], seeded.mask[2])
-    for b, seed in enumerate([5, 6, 5]):
-        mask, decode = strategy.mask_for_seed(grid, seed)
+    for b, seed in enumerate(seeds):
+        if strategy.needs_coords:  # only the model knows the coordinates: no loader-side masks
+            with pytest.raises(ValueError, match="masks_in_loader"):
+                strategy.mask_for_seed(grid, seed)
+            one = strategy(1, grid, seeds=[seed], coords=coords[[0 if b != 1 else 1]])
+            mask, decode = one.mask[0], None if one.decode is None else one.decode[0]
+        else:
+            mask, decode = strategy.mask_for_seed(grid, seed)
         assert torch.equal(seeded.mask[b], mask)
         assert (decode is None) == (seeded.decode is None)
         if decode is not None:

@@ -120,7 +120,9 @@ class ReconstructionHook:
         batch = {k: v.to(device) for k, v in self.samples.items()}
         if not self.masks:  # drawn once with the model's own strategies, then reused for every picture
             tokens = model.omnimask.embed(batch)
-            self.masks = {k: model.maskings[k](t.shape[0], grid, generator=self.generator).mask for k, (t, grid) in tokens.items()}
+            self.masks = {
+                k: model.maskings[k](t.tokens.shape[0], t.grid, generator=self.generator, coords=t.coords).mask for k, t in tokens.items()
+            }
         out = model(batch, masks={k: v.to(device) for k, v in self.masks.items()})
         model.train(was_training)
         path = None

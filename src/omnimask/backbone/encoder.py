@@ -29,6 +29,10 @@ class EncoderConfig:
     cls_token: bool = True
     #: "auto": learned per-modality embeddings only when the model has more than one modality.
     modality_embed: str | bool = "auto"
+    #: Add per-sample positions (point-group centres) before every block, as Point-MAE does,
+    #: instead of once at the input. Fixed position tables (image, video) are part of their tokens
+    #: and are added once either way.
+    pos_every_block: bool = False
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "encoder") -> "EncoderConfig":
@@ -57,19 +61,20 @@ class TransformerEncoder(nn.Module):
         self.norm = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
 
     def forward(
-        self, x: Tensor, valid: Tensor | None = None, return_layers: bool = False
+        self, x: Tensor, valid: Tensor | None = None, return_layers: bool = False, pos: Tensor | None = None
     ) -> Tensor | tuple[Tensor, list[Tensor]]:
         """Args:
             x: (B, N, D) tokens.
             valid: optional (B, N) bool, False marks padding that no token attends to.
             return_layers: also return the (un-normed) output of every block.
+            pos: optional (B, N, D) positions added to the input of every block (``x = block(x + pos)``).
         Returns:
             (B, N, D) normed output (and the per-block outputs).
         """
         attn_mask = key_padding_to_attn_mask(valid)
         layers = []
         for blk in self.blocks:
-            x = blk(x, attn_mask)
+            x = blk(x if pos is None else x + pos, attn_mask)
             if return_layers:
                 layers.append(x)
         x = self.norm(x)

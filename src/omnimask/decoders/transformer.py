@@ -16,6 +16,7 @@ from .base import DECODERS
 __all__ = ["TransformerDecoder"]
 
 _CONTEXTS = ("all", "global", "none")
+_PREDICT = ("all", "hidden")
 
 
 @DECODERS.register("transformer")
@@ -32,6 +33,12 @@ class TransformerDecoder(nn.Module):
         embed_bias: bias in the encoder-to-decoder projection (MAE: yes; VideoMAE: no).
         final_norm_eps: eps of the norm before the prediction head (default ``norm_eps``;
             transformers' VideoMAE uses PyTorch's 1e-5 there).
+        project: ``False`` feeds the encoder output in as is, without the encoder-to-decoder
+            linear (Point-MAE: the decoder has the encoder's width); requires ``dim == in_dim``.
+        pos_every_block: add the positions before every block (Point-MAE) instead of once.
+        drop_path: stochastic depth rising linearly from 0 to this over the blocks (Point-MAE: 0.1).
+        predict: ``"all"`` grid positions (MAE) or only the ``"hidden"`` ones (Point-MAE: the model
+            then selects the hidden positions as the decoder's targets, VideoMAE's arrangement).
     """
 
     def __init__(
@@ -47,15 +54,26 @@ class TransformerDecoder(nn.Module):
         context: str = "all",
         embed_bias: bool = True,
         final_norm_eps: float | None = None,
+        project: bool = True,
+        pos_every_block: bool = False,
+        drop_path: float = 0.0,
+        predict: str = "all",
     ) -> None:
         super().__init__()
         if context not in _CONTEXTS:
             raise ValueError(f"decoder context must be one of {_CONTEXTS}, got {context!r}")
+        if predict not in _PREDICT:
+            raise ValueError(f"decoder predict must be one of {_PREDICT}, got {predict!r}")
+        if not project and dim != in_dim:
+            raise ValueError(f"decoder project=false needs the encoder's width: dim {dim} != encoder dim {in_dim}")
         self.dim = dim
         self.context = context
-        self.embed = nn.Linear(in_dim, dim, bias=embed_bias)
+        self.predict = predict
+        self.pos_every_block = bool(pos_every_block)
+        self.embed = nn.Linear(in_dim, dim, bias=embed_bias) if project else nn.Identity()
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
-        self.blocks = nn.ModuleList(Block(dim, num_heads, mlp_ratio, qkv_bias, norm_eps) for _ in range(depth))
+        rates = torch.linspace(0, drop_path, depth).tolist() if depth > 1 else [drop_path] * depth
+        self.blocks = nn.ModuleList(Block(dim, num_heads, mlp_ratio, qkv_bias, norm_eps, rate) for rate in rates)
         self.norm = nn.LayerNorm(dim, eps=norm_eps if final_norm_eps is None else final_norm_eps)
         self.pred = nn.Linear(dim, out_dim)
         nn.init.normal_(self.mask_token, std=0.02)
@@ -82,14 +100,15 @@ class TransformerDecoder(nn.Module):
         """
         b, n = spec.ids_restore.shape
         x = self.embed(visible)
+        pos = pos.to(x.dtype).expand(b, -1, -1) if pos.ndim == 2 else pos.to(x.dtype)
         if spec.ids_decode is None:
             x = torch.cat([x, self.mask_token.expand(b, n - x.shape[1], -1).to(x.dtype)], dim=1)
-            x = gather_tokens(x, spec.ids_restore) + pos
+            x = gather_tokens(x, spec.ids_restore)
             num_out = n
         else:
-            pos = pos.expand(b, -1, -1) if pos.ndim == 2 else pos
-            queries = self.mask_token.to(x.dtype) + gather_tokens(pos, spec.ids_decode)
-            x = torch.cat([x + gather_tokens(pos, spec.ids_keep), queries], dim=1)
+            queries = self.mask_token.to(x.dtype).expand(b, spec.ids_decode.shape[1], -1)
+            x = torch.cat([x, queries], dim=1)
+            pos = torch.cat([gather_tokens(pos, spec.ids_keep), gather_tokens(pos, spec.ids_decode)], dim=1)
             num_out = queries.shape[1]
         ctx = []
         if self.context in ("all", "global") and global_tokens is not None:
@@ -97,7 +116,11 @@ class TransformerDecoder(nn.Module):
         if self.context == "all" and other_tokens is not None:
             ctx.append(other_tokens)
         if ctx:
-            x = torch.cat([self.embed(torch.cat(ctx, dim=1)), x], dim=1)
+            ctx_tokens = self.embed(torch.cat(ctx, dim=1))
+            x = torch.cat([ctx_tokens, x], dim=1)
+            pos = torch.cat([pos.new_zeros(b, ctx_tokens.shape[1], pos.shape[-1]), pos], dim=1)
+        if not self.pos_every_block:
+            x = x + pos
         for blk in self.blocks:
-            x = blk(x)
+            x = blk(x + pos if self.pos_every_block else x)
         return self.pred(self.norm(x[:, -num_out:]))

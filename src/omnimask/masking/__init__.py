@@ -3,6 +3,7 @@
 from .base import MASKING, MaskingStrategy, MaskSpec, gather_tokens, spec_from_mask, spec_from_noise, with_decode
 from .block import BlockMasking
 from .dual import DualMasking
+from .nearest_block import NearestBlockMasking
 from .random import RandomMasking
 from .running_cell import RunningCellMasking
 from .tube import TubeMasking
@@ -15,6 +16,7 @@ __all__ = [
     "gather_tokens",
     "BlockMasking",
     "DualMasking",
+    "NearestBlockMasking",
     "RunningCellMasking",
     "TubeMasking",
     "with_decode",

@@ -20,6 +20,9 @@ A strategy is called with the batch size and the token grid of the modality and 
 
 Structure-driven strategies (block) draw from an optional ``torch.Generator`` instead of noise.
 
+Spatial strategies over unordered tokens (point groups) set ``needs_coords`` and receive the
+tokens' coordinates (B, N, c) as ``coords=``; their ``from_noise``/``sample`` take it as a keyword.
+
 A spec may also choose which positions the *decoder* reconstructs (``decode``, True = decoded;
 VideoMAE V2's dual masking). The loss then counts positions that are hidden and decoded.
 """
@@ -134,14 +137,25 @@ class MaskingStrategy:
 
     #: Whether ``noise`` drives this strategy (MAE argsort semantics).
     uses_noise: bool = False
+    #: Whether the strategy needs each token's coordinates (``coords=`` (B, N, c)), e.g. point-group centres.
+    needs_coords: bool = False
 
-    def __init__(self, ratio: float) -> None:
+    #: How the ratio becomes a count: "visible" = MAE's ``int(N * (1 - ratio))`` visible tokens;
+    #: "hidden" = Point-MAE's ``int(N * ratio)`` hidden ones (64 groups at 0.6: 26 vs 25 visible).
+    COUNTS = ("visible", "hidden")
+
+    def __init__(self, ratio: float, count: str = "visible") -> None:
         if not 0.0 <= ratio < 1.0:
             raise ValueError(f"mask ratio must be in [0, 1), got {ratio}")
+        if count not in self.COUNTS:
+            raise ValueError(f"mask count must be one of {self.COUNTS}, got {count!r}")
         self.ratio = float(ratio)
+        self.count = count
 
     def num_keep(self, num_tokens: int) -> int:
-        """Visible tokens per sample; MAE's ``int(N * (1 - ratio))``."""
+        """Visible tokens per sample: MAE's ``int(N * (1 - ratio))``, or ``N - int(N * ratio)`` with ``count="hidden"``."""
+        if self.count == "hidden":
+            return num_tokens - int(num_tokens * self.ratio)
         return int(num_tokens * (1 - self.ratio))
 
     def num_hidden(self, num_tokens: int) -> int:
@@ -157,7 +171,7 @@ class MaskingStrategy:
         raise NotImplementedError(f"{type(self).__name__} is not noise-driven")
 
     def sample(
-        self, batch_size: int, grid: tuple[int, ...], *, device: torch.device, generator: torch.Generator | None
+        self, batch_size: int, grid: tuple[int, ...], *, device: torch.device, generator: torch.Generator | None, **coords: Tensor
     ) -> MaskSpec:
         """Draw a batch of masks; the default draws uniform noise and calls :meth:`from_noise`."""
         if not self.uses_noise:
@@ -167,7 +181,7 @@ class MaskingStrategy:
             noise = torch.rand(shape, generator=generator, device=generator.device).to(device)
         else:
             noise = torch.rand(shape, device=device)
-        return self.from_noise(noise, grid)
+        return self.from_noise(noise, grid, **coords)
 
     # ---- the one entry point ----------------------------------------------------------------------
     def __call__(
@@ -181,10 +195,18 @@ class MaskingStrategy:
         decode: Tensor | None = None,
         generator: torch.Generator | None = None,
         seeds: Sequence[int] | Tensor | None = None,
+        coords: Tensor | None = None,
     ) -> MaskSpec:
         """Masks for a batch. At most one of ``noise``, ``mask``, ``seeds`` and ``generator`` decides
-        the encoder mask; ``decode`` (B, N) bool optionally fixes the decoder's targets."""
+        the encoder mask; ``decode`` (B, N) bool optionally fixes the decoder's targets; ``coords``
+        (B, N, c) are the tokens' coordinates, required by ``needs_coords`` strategies."""
         device = torch.device(device)
+        if self.needs_coords and mask is None:
+            n = math.prod(grid)
+            if coords is None:
+                raise ValueError(f"{type(self).__name__} needs the tokens' coordinates (coords=); this modality has none")
+            if coords.ndim != 3 or tuple(coords.shape[:2]) != (batch_size, n):
+                raise ValueError(f"coords: expected shape ({batch_size}, {n}, c) for grid {grid}, got {tuple(coords.shape)}")
         given = [name for name, v in (("noise", noise), ("mask", mask), ("seeds", seeds), ("generator", generator)) if v is not None]
         if len(given) > 1:
             raise ValueError(f"pass at most one of noise=, mask=, seeds=, generator=; got {given}")
@@ -192,12 +214,16 @@ class MaskingStrategy:
             seeds = [int(s) for s in (seeds.tolist() if isinstance(seeds, Tensor) else seeds)]
             if len(seeds) != batch_size:
                 raise ValueError(f"seeds: expected {batch_size} per-sample seeds, got {len(seeds)}")
-            specs = [self._draw(1, grid, torch.device("cpu"), generator=torch.Generator().manual_seed(s)) for s in seeds]
+            cpu = None if coords is None else coords.detach().cpu()
+            specs = [
+                self._draw(1, grid, torch.device("cpu"), generator=torch.Generator().manual_seed(s), coords=None if cpu is None else cpu[i : i + 1])
+                for i, s in enumerate(seeds)
+            ]
             spec = spec_from_mask(torch.cat([s.mask for s in specs]).to(device))
             if decode is None and specs and specs[0].decode is not None:
                 decode = torch.cat([s.decode for s in specs])  # type: ignore[misc]
             return spec if decode is None else with_decode(spec, decode.to(device))
-        return self._draw(batch_size, grid, device, noise=noise, mask=mask, decode=decode, generator=generator)
+        return self._draw(batch_size, grid, device, noise=noise, mask=mask, decode=decode, generator=generator, coords=coords)
 
     def mask_for_seed(self, grid: tuple[int, ...], seed: int) -> tuple[Tensor, Tensor | None]:
         """One sample's ``(mask (N,), decode (N,) or None)`` as a function of ``seed`` (CPU).
@@ -205,6 +231,11 @@ class MaskingStrategy:
         This is what a data loader calls per sample; ``strategy(B, grid, seeds=...)`` on any device
         returns the same masks for the same seeds.
         """
+        if self.needs_coords:
+            raise ValueError(
+                f"{type(self).__name__} draws from the tokens' coordinates, which only the model knows; "
+                "it cannot make masks in the data loader (set train.masks_in_loader=false)"
+            )
         spec = self._draw(1, grid, torch.device("cpu"), generator=torch.Generator().manual_seed(int(seed)))
         return spec.mask[0], None if spec.decode is None else spec.decode[0]
 
@@ -218,8 +249,10 @@ class MaskingStrategy:
         mask: Tensor | None = None,
         decode: Tensor | None = None,
         generator: torch.Generator | None = None,
+        coords: Tensor | None = None,
     ) -> MaskSpec:
         n = math.prod(grid)
+        extra = {"coords": coords.to(device)} if self.needs_coords and coords is not None else {}
         if mask is not None:
             if tuple(mask.shape) != (batch_size, n):
                 raise ValueError(f"mask: expected shape {(batch_size, n)} for grid {grid}, got {tuple(mask.shape)}")
@@ -233,10 +266,11 @@ class MaskingStrategy:
             expected = (batch_size, *self.noise_shape(grid))
             if tuple(noise.shape) != expected:
                 raise ValueError(f"noise: expected shape {expected} for grid {grid}, got {tuple(noise.shape)}")
-            spec = self.from_noise(noise.to(device), grid)
+            spec = self.from_noise(noise.to(device), grid, **extra)
         else:
-            spec = self.sample(batch_size, grid, device=device, generator=generator)
+            spec = self.sample(batch_size, grid, device=device, generator=generator, **extra)
         return spec if decode is None else with_decode(spec, decode.to(device))
 
     def __repr__(self) -> str:
-        return f"{type(self).__name__}(ratio={self.ratio})"
+        count = "" if self.count == "visible" else f", count={self.count!r}"
+        return f"{type(self).__name__}(ratio={self.ratio}{count})"

@@ -36,7 +36,9 @@ class DualMasking(MaskingStrategy):
         if isinstance(self.encoder, DualMasking) or isinstance(self.decoder, DualMasking):
             raise ValueError("dual masking cannot nest another dual masking")
         self.ratio = self.encoder.ratio
+        self.count = self.encoder.count
         self.uses_noise = self.encoder.uses_noise
+        self.needs_coords = self.encoder.needs_coords or self.decoder.needs_coords
 
     def noise_shape(self, grid: tuple[int, ...]) -> tuple[int, ...]:
         return self.encoder.noise_shape(grid)
@@ -51,10 +53,11 @@ class DualMasking(MaskingStrategy):
         mask: Tensor | None = None,
         decode: Tensor | None = None,
         generator: torch.Generator | None = None,
+        coords: Tensor | None = None,
     ) -> MaskSpec:
-        spec = self.encoder._draw(batch_size, grid, device, noise=noise, mask=mask, generator=generator)
+        spec = self.encoder._draw(batch_size, grid, device, noise=noise, mask=mask, generator=generator, coords=coords)
         if decode is None:
-            decode = ~self.decoder._draw(batch_size, grid, device, generator=generator).mask
+            decode = ~self.decoder._draw(batch_size, grid, device, generator=generator, coords=coords).mask
         return with_decode(spec, decode.to(device))
 
     def __repr__(self) -> str:

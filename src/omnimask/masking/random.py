@@ -15,13 +15,14 @@ __all__ = ["RandomMasking"]
 class RandomMasking(MaskingStrategy):
     """Hide ``int(N * ratio)``-ish tokens per sample uniformly at random (MAE, AudioMAE, Point-MAE).
 
-    Exactly MAE's algorithm: draw uniform noise, keep the ``int(N * (1 - ratio))`` smallest.
+    Exactly MAE's algorithm: draw uniform noise, keep the ``int(N * (1 - ratio))`` smallest
+    (``count="hidden"``: hide exactly ``int(N * ratio)``, Point-MAE's count).
     """
 
     uses_noise = True
 
-    def __init__(self, ratio: float = 0.75) -> None:
-        super().__init__(ratio)
+    def __init__(self, ratio: float = 0.75, count: str = "visible") -> None:
+        super().__init__(ratio, count)
 
     def from_noise(self, noise: torch.Tensor, grid: tuple[int, ...]) -> MaskSpec:
         return spec_from_noise(noise, self.num_keep(math.prod(grid)))

@@ -3,8 +3,8 @@
 Importing this package imports every modality module so their registrations run.
 """
 
-from .base import MODALITIES, ModalitySpec, Tokenizer, register_modality
+from .base import MODALITIES, ModalitySpec, TokenizedInput, Tokenizer, register_modality
 from . import image  # noqa: F401  (registers "image")
 from . import video  # noqa: F401  (registers "video")
 
-__all__ = ["MODALITIES", "ModalitySpec", "Tokenizer", "register_modality"]
+__all__ = ["MODALITIES", "ModalitySpec", "TokenizedInput", "Tokenizer", "register_modality"]

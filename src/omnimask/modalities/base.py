@@ -14,7 +14,30 @@ from torch import Tensor, nn
 
 from ..registry import Registry
 
-__all__ = ["Tokenizer", "ModalitySpec", "MODALITIES", "register_modality"]
+__all__ = ["Tokenizer", "TokenizedInput", "ModalitySpec", "MODALITIES", "register_modality"]
+
+
+@dataclass
+class TokenizedInput:
+    """One modality's batch after tokenization (what :meth:`Tokenizer.tokenize` returns).
+
+    Attributes:
+        tokens: (B, N, D) tokens. Positions are already added, unless ``pos`` is given.
+        grid: the token grid (``prod(grid) == N``).
+        pos: optional (B, N, D) per-sample positions, not yet added: a tokenizer whose positions
+            depend on the sample (point-group centres) returns them separately, so the encoder can
+            add them once at its input or before every block (``encoder.pos_every_block``).
+        coords: optional (B, N, c) coordinates of each token (point-group centres): they drive
+            spatial masking and the decoder's position embedding.
+        target: optional (B, N, patch_dim) reconstruction target, when tokenizing already computed
+            it (point groups come out of the same sampling pass); ``None`` = ``tokenizer.patchify(x)``.
+    """
+
+    tokens: Tensor
+    grid: tuple[int, ...]
+    pos: Tensor | None = None
+    coords: Tensor | None = None
+    target: Tensor | None = None
 
 
 class Tokenizer(nn.Module):
@@ -32,6 +55,10 @@ class Tokenizer(nn.Module):
     patch_dim: int
     channels: int
     base_grid: tuple[int, ...]
+    #: False for fixed position tables of the grid (image, video); True when positions are a learned
+    #: function of each token's coordinates (points): then :meth:`tokenize` returns ``pos`` and
+    #: ``coords``, and :meth:`position_embedding` builds the decoder's position module.
+    coordinate_positions: bool = False
 
     def grid(self, x: Tensor, interpolate_pos: bool = False) -> tuple[int, ...]:
         """Validate ``x`` and return its token grid; raise ValueError naming what is wrong."""
@@ -44,6 +71,16 @@ class Tokenizer(nn.Module):
     def forward(self, x: Tensor, interpolate_pos: bool = False) -> tuple[Tensor, tuple[int, ...]]:
         """Returns ``(tokens (B, N, dim) with positions added, grid)``."""
         raise NotImplementedError
+
+    def tokenize(self, x: Tensor, interpolate_pos: bool = False) -> TokenizedInput:
+        """Everything the models need from one batch; the default wraps :meth:`forward`."""
+        tokens, grid = self(x, interpolate_pos)
+        return TokenizedInput(tokens, grid)
+
+    def position_embedding(self, dim: int) -> nn.Module:
+        """A fresh learned module mapping ``coords`` (B, N, c) to (B, N, dim) positions
+        (``coordinate_positions`` tokenizers; decoders get their own)."""
+        raise NotImplementedError(f"{type(self).__name__} uses fixed position tables, not coordinates")
 
     def patchify(self, x: Tensor) -> Tensor:
         """(B, ...) raw input -> (B, N, patch_dim) reconstruction targets in the reference layout."""

@@ -13,7 +13,7 @@ from ..backbone.blocks import init_vit_weights
 from ..backbone.encoder import TransformerEncoder
 from ..configuration import OmniMaskConfig
 from ..masking.base import gather_tokens, spec_from_mask
-from ..modalities import MODALITIES
+from ..modalities import MODALITIES, TokenizedInput
 from .hub import HubMixin
 from .outputs import EncoderOutput, OmniMaskModelOutput
 
@@ -39,6 +39,8 @@ class OmniMaskModel(HubMixin, nn.Module):
             {k: MODALITIES.get(m["type"]).tokenizer(dim=enc.dim, **m["tokenizer"]) for k, m in config.modalities.items()}
         )
         self.cls_token = nn.Parameter(torch.zeros(1, 1, enc.dim)) if enc.cls_token else None
+        # Point-MAE's fine-tuning model gives [CLS] a learned position, re-added before every block.
+        self.cls_pos = nn.Parameter(torch.zeros(1, 1, enc.dim)) if enc.cls_token and enc.pos_every_block else None
         self.modality_embed = (
             nn.ParameterDict({k: nn.Parameter(torch.zeros(1, 1, enc.dim)) for k in self.modalities})
             if config.use_modality_embed
@@ -48,6 +50,8 @@ class OmniMaskModel(HubMixin, nn.Module):
         self.encoder.apply(init_vit_weights)
         if self.cls_token is not None:
             nn.init.normal_(self.cls_token, std=0.02)
+        if self.cls_pos is not None:
+            nn.init.trunc_normal_(self.cls_pos, std=0.02)
         if self.modality_embed is not None:
             for p in self.modality_embed.values():
                 nn.init.normal_(p, std=0.02)
@@ -69,28 +73,41 @@ class OmniMaskModel(HubMixin, nn.Module):
             raise ValueError(f"batch sizes differ between modalities: {sizes}")
         return batch
 
-    def embed(self, batch: dict[str, Tensor], interpolate_pos: bool = False) -> dict[str, tuple[Tensor, tuple[int, ...]]]:
-        """Tokenize every modality: ``{name: (tokens (B, N, D) with positions, grid)}``."""
-        return {k: self.tokenizers[k](x, interpolate_pos) for k, x in batch.items()}
+    def embed(self, batch: dict[str, Tensor], interpolate_pos: bool = False) -> dict[str, TokenizedInput]:
+        """Tokenize every modality: ``{name: TokenizedInput}`` (tokens, grid, and for point-like
+        modalities per-sample positions, coordinates and the reconstruction target)."""
+        return {k: self.tokenizers[k].tokenize(x, interpolate_pos) for k, x in batch.items()}
 
-    def encode(self, visible: dict[str, Tensor], output_hidden_states: bool = False) -> EncoderOutput:
+    def encode(
+        self, visible: dict[str, Tensor], output_hidden_states: bool = False, pos: dict[str, Tensor] | None = None
+    ) -> EncoderOutput:
         """Run the shared encoder once over ``[CLS] + visible tokens of every modality``.
 
         Args:
-            visible: per modality (B, K_m, D) tokens (positions already added).
+            visible: per modality (B, K_m, D) tokens.
+            pos: per modality (B, K_m, D) positions not yet added (modalities with per-sample
+                positions); added once here, or before every block with ``encoder.pos_every_block``.
         """
+        pos = pos or {}
         b = next(iter(visible.values())).shape[0]
-        seq = []
+        every_block = self.config.encoder_config.pos_every_block
+        seq, pos_seq = [], []
         if self.cls_token is not None:
             seq.append(self.cls_token.expand(b, -1, -1))
+            pos_seq.append(self.cls_pos.expand(b, -1, -1) if self.cls_pos is not None else seq[-1].new_zeros(b, 1, self.dim))
         for k, tok in visible.items():
+            p = pos.get(k)
+            if p is not None and not every_block:
+                tok, p = tok + p, None
             seq.append(tok + self.modality_embed[k] if self.modality_embed is not None else tok)
+            pos_seq.append(p if p is not None else tok.new_zeros(tok.shape))
         x = torch.cat(seq, dim=1)
+        block_pos = torch.cat(pos_seq, dim=1).to(x.dtype) if every_block and any(p is not None for p in pos.values()) else None
         layers = None
         if output_hidden_states:
-            x, layers = self.encoder(x, return_layers=True)
+            x, layers = self.encoder(x, return_layers=True, pos=block_pos)
         else:
-            x = self.encoder(x)
+            x = self.encoder(x, pos=block_pos)
         g = 1 if self.cls_token is not None else 0
         parts = dict(zip(visible, torch.split(x[:, g:], [t.shape[1] for t in visible.values()], dim=1)))
         return EncoderOutput(x, x[:, :g], parts, layers)
@@ -105,12 +122,16 @@ class OmniMaskModel(HubMixin, nn.Module):
     ) -> OmniMaskModelOutput:
         """Encode all tokens (or only the visible ones, given ``masks={name: bool (B, N)}``, True = hidden)."""
         batch = self.collect_inputs(inputs, modalities)
-        visible = {}
-        for k, (tok, _) in self.embed(batch, interpolate_pos_encoding).items():
+        visible, pos = {}, {}
+        for k, t in self.embed(batch, interpolate_pos_encoding).items():
+            tok, p = t.tokens, t.pos
             if masks and k in masks:
-                tok = gather_tokens(tok, spec_from_mask(masks[k].to(tok.device), f"masks[{k!r}]").ids_keep)
+                ids_keep = spec_from_mask(masks[k].to(tok.device), f"masks[{k!r}]").ids_keep
+                tok, p = gather_tokens(tok, ids_keep), None if p is None else gather_tokens(p, ids_keep)
             visible[k] = tok
-        out = self.encode(visible, output_hidden_states)
+            if p is not None:
+                pos[k] = p
+        out = self.encode(visible, output_hidden_states, pos)
         tokens = torch.cat(list(out.parts.values()), dim=1)
         return OmniMaskModelOutput(
             last_hidden_state=out.last_hidden_state,

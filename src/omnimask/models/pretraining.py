@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from ..backbone.blocks import init_vit_weights
 from ..configuration import OmniMaskConfig
 from ..decoders import DECODERS
-from ..masking import build_masking, gather_tokens
+from ..masking import build_masking, gather_tokens, with_decode
 from ..objectives import OBJECTIVES
 from .encoder_model import PRETRAINING_PREFIX, OmniMaskModel
 from .hub import HubMixin
@@ -55,7 +55,8 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
         self.decoders = nn.ModuleDict()
         self.objectives = nn.ModuleDict()
         self.maskings = {}
-        self.decoder_pos = _Buffers()
+        self.decoder_pos = _Buffers()  # fixed tables (grid tokenizers)
+        self.decoder_pos_embed = nn.ModuleDict()  # learned position modules (coordinate tokenizers)
         for k, m in config.modalities.items():
             tok = self.omnimask.tokenizers[k]
             where = f"modalities.{k}"
@@ -67,11 +68,16 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
                 input_mean=m["processor"].get("mean"), input_std=m["processor"].get("std"),
             )
             self.maskings[k] = build_masking(m["masking"], f"{where}.masking")
-            self.decoder_pos.add(k, tok.positions(tok.base_grid, self.decoders[k].dim))
+            if tok.coordinate_positions:
+                self.decoder_pos_embed[k] = tok.position_embedding(self.decoders[k].dim)
+            else:
+                self.decoder_pos.add(k, tok.positions(tok.base_grid, self.decoders[k].dim))
         self.decoders.apply(init_vit_weights)
 
-    def _decoder_positions(self, key: str, grid: tuple[int, ...]) -> Tensor:
+    def _decoder_positions(self, key: str, grid: tuple[int, ...], coords: Tensor | None) -> Tensor:
         tok = self.omnimask.tokenizers[key]
+        if key in self.decoder_pos_embed:
+            return self.decoder_pos_embed[key](coords)
         table = getattr(self.decoder_pos, key)
         if tuple(grid) == tuple(tok.base_grid):
             return table
@@ -95,28 +101,33 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
             if stray:
                 raise KeyError(f"{name} given for {stray}, which are not in the batch {list(batch)}")
         tokens = self.omnimask.embed(batch, interpolate_pos_encoding)
-        specs, visible, grids = {}, {}, {}
-        for k, (tok, grid) in tokens.items():
+        specs, visible, visible_pos, grids = {}, {}, {}, {}
+        for k, t in tokens.items():
             seeds = mask_seeds.get(k)
-            specs[k] = self.maskings[k](
-                tok.shape[0], grid, device=tok.device, noise=noise.get(k), mask=masks.get(k), decode=decode_masks.get(k),
-                generator=None if seeds is not None or k in noise or k in masks else generator, seeds=seeds,
+            spec = self.maskings[k](
+                t.tokens.shape[0], t.grid, device=t.tokens.device, noise=noise.get(k), mask=masks.get(k), decode=decode_masks.get(k),
+                generator=None if seeds is not None or k in noise or k in masks else generator, seeds=seeds, coords=t.coords,
             )
-            visible[k] = gather_tokens(tok, specs[k].ids_keep)
-            grids[k] = grid
-        enc = self.omnimask.encode(visible)
+            if spec.ids_decode is None and getattr(self.decoders[k], "predict", "all") == "hidden":
+                spec = with_decode(spec, spec.mask, f"modalities.{k}: the decoder predicts hidden positions; mask")
+            specs[k] = spec
+            visible[k] = gather_tokens(t.tokens, spec.ids_keep)
+            if t.pos is not None:
+                visible_pos[k] = gather_tokens(t.pos, spec.ids_keep)
+            grids[k] = t.grid
+        enc = self.omnimask.encode(visible, pos=visible_pos)
         losses, preds = {}, {}
         for k, spec in specs.items():
             others = [p for j, p in enc.parts.items() if j != k]
             pred = self.decoders[k](
                 enc.parts[k],
                 spec,
-                self._decoder_positions(k, grids[k]).to(enc.parts[k].dtype),
+                self._decoder_positions(k, grids[k], tokens[k].coords).to(enc.parts[k].dtype),
                 global_tokens=enc.global_tokens if enc.global_tokens.shape[1] else None,
                 other_tokens=torch.cat(others, dim=1) if others else None,
                 grid=grids[k],
             )
-            target = self.omnimask.tokenizers[k].patchify(batch[k])
+            target = tokens[k].target if tokens[k].target is not None else self.omnimask.tokenizers[k].patchify(batch[k])
             if spec.ids_decode is not None:  # the decoder predicted only the selected positions
                 target = gather_tokens(target, spec.ids_decode)
             losses[k] = self.objectives[k](pred, target, spec.loss_mask)
