@@ -110,7 +110,10 @@ def test_block_masking_hides_exact_count_in_blocks():
 
 
 # Strategies whose constructor is not just ``ratio``; every registered name must appear here or take ratio=0.5.
-_STRATEGY_CONFIGS = {"dual": {"encoder": {"name": "tube", "ratio": 0.5}, "decoder": {"name": "running_cell", "ratio": 0.5}}}
+_STRATEGY_CONFIGS = {
+    "dual": {"encoder": {"name": "tube", "ratio": 0.5}, "decoder": {"name": "running_cell", "ratio": 0.5}},
+    "time_freq": {"time_ratio": 0.5, "freq_ratio": 0.0},  # 2 of 4 rows x all 6 columns = 12 kept
+}
 
 
 @pytest.mark.parametrize("name", MASKING.names())

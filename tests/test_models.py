@@ -16,6 +16,7 @@ from omnimask.registry import ConfigError
 _SMALL_TOKENIZERS = {
     "ImagePatchTokenizer": {"image_size": 32, "patch_size": 8},
     "VideoTubeTokenizer": {"num_frames": 4, "image_size": 32, "patch_size": 8},
+    "SpectrogramTokenizer": {"target_length": 64, "num_mel_bins": 32, "patch_size": 8},
 }
 
 

@@ -10,7 +10,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["sincos_1d", "sincos_2d_mae", "sincos_1d_interleaved", "sincos_3d_separable", "interpolate_table_2d", "interpolate_table_3d"]
+__all__ = ["sincos_1d", "sincos_2d_mae", "sincos_2d_audiomae", "sincos_1d_interleaved", "sincos_3d_separable", "interpolate_table_2d", "interpolate_table_3d"]
 
 
 def sincos_1d(dim: int, positions: Tensor) -> Tensor:
@@ -45,6 +45,22 @@ def sincos_2d_mae(dim: int, grid: tuple[int, int]) -> Tensor:
     r = torch.arange(rows, dtype=torch.float64).repeat_interleave(cols)
     c = torch.arange(cols, dtype=torch.float64).repeat(rows)
     return torch.cat([sincos_1d(dim // 2, c), sincos_1d(dim // 2, r)], dim=1).float()
+
+
+def sincos_2d_audiomae(dim: int, grid: tuple[int, int]) -> Tensor:
+    """AudioMAE's "2-D" table for a (time, frequency) token grid, tokens row-major over (t, f).
+
+    AudioMAE builds MAE's table on the *swapped* grid ``(F', T')`` (its ``patch_hw`` lists the
+    frequency count first) and flattens it row-major, while its tokens run over ``(T', F')``. So
+    token ``k = t * F' + f`` gets MAE's code for row ``k // T'`` and column ``k % T'``: the first half
+    of the channels encodes ``k % T'``, the second half ``k // T'`` -- a unique fixed code, but not
+    one aligned with time and frequency. Checkpoints trained with it need exactly this table.
+
+    Returns:
+        (T' * F', dim) float32.
+    """
+    time, freq = grid
+    return sincos_2d_mae(dim, (freq, time))
 
 
 def sincos_1d_interleaved(dim: int, length: int) -> Tensor:

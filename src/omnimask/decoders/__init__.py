@@ -1,6 +1,7 @@
 """Per-modality decoders (registry: :data:`DECODERS`)."""
 
 from .base import DECODERS
+from .local_window import LocalWindowDecoder
 from .transformer import TransformerDecoder
 
-__all__ = ["DECODERS", "TransformerDecoder"]
+__all__ = ["DECODERS", "LocalWindowDecoder", "TransformerDecoder"]

@@ -6,6 +6,7 @@ from .dual import DualMasking
 from .nearest_block import NearestBlockMasking
 from .random import RandomMasking
 from .running_cell import RunningCellMasking
+from .time_freq import TimeFreqMasking
 from .tube import TubeMasking
 
 __all__ = [
@@ -18,6 +19,7 @@ __all__ = [
     "DualMasking",
     "NearestBlockMasking",
     "RunningCellMasking",
+    "TimeFreqMasking",
     "TubeMasking",
     "with_decode",
     "spec_from_mask",

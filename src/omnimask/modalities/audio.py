@@ -1,0 +1,223 @@
+"""Audio modality: log-mel spectrograms cut into non-overlapping patches (AudioMAE).
+
+Axis legend: B batch, C channels (1 for a spectrogram), T frames (time), F mel bins (frequency);
+t/f the patch grid (T/p, F/q); p/q the patch's frames and bins. Spectrograms are (B, C, T, F):
+time is the picture's height and frequency its width, AudioMAE's layout (its kaldi fbank is
+``(frames, bins)``). Tokens are row-major over (t, f) and each patch vector is channel-last
+``(p, q, C)``, exactly ``Conv2d(stride=kernel).flatten(2)`` order and AudioMAE's ``patchify``.
+
+Position tables (``pos_embed``):
+
+* ``sincos_2d`` (default): MAE's 2-D sin-cos table on the true (time, frequency) grid (first half
+  of the channels the frequency column, second half the time row, MAE's convention).
+* ``audiomae``: AudioMAE's own table, which is built on the swapped (F', T') grid, so token
+  ``k = t * F' + f`` is coded by ``k % T'`` and ``k // T'`` (see
+  :func:`~omnimask.backbone.pos_embed.sincos_2d_audiomae`). Converted AudioMAE checkpoints use it.
+
+Input sizes: the tokenizer is built for ``target_length`` x ``num_mel_bins`` (AudioSet: 1024 x 128,
+ESC-50: 512 x 128, Speech Commands: 128 x 128). Other clip lengths that the patch divides are
+accepted as they are: both tables are defined for any number of time rows (for ``audiomae`` the
+table of that grid is what AudioMAE's own time truncation of the table produces). A different
+number of mel bins needs ``interpolate_pos_encoding=True`` (``sincos_2d``: the table is resized
+bicubically along frequency; ``audiomae``: the table of the new grid).
+
+Processor preset (``processor`` in the config): AudioSet's fbank statistics with AudioMAE's
+normalisation ``(fbank - mean) / (2 * std)``, stored as ``mean = -4.2677393`` and the divisor
+``std = 2 * 4.5689974 = 9.1379948`` so that ``x = (raw - mean) / std`` holds as for every other
+modality (and ``objective.unnormalize_input`` would invert it). ESC-50 (-6.6268077, 5.358466) and Speech Commands (-6.845978, 5.5654526) are in
+:data:`AUDIO_NORM_PRESETS`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from torch import Tensor, nn
+
+from ..backbone.pos_embed import interpolate_table_2d, sincos_2d_audiomae, sincos_2d_mae
+from .base import ModalitySpec, Tokenizer, register_modality
+from .image import _pair
+
+__all__ = ["SpectrogramTokenizer", "POS_EMBEDS", "AUDIO_NORM_PRESETS", "norm_preset", "reconstruction_spectrograms"]
+
+#: Accepted ``pos_embed`` values (see the module docstring).
+POS_EMBEDS = ("sincos_2d", "audiomae")
+
+#: AudioMAE's per-dataset fbank statistics ``(mean, std)``; inputs are ``(fbank - mean) / (2 * std)``.
+AUDIO_NORM_PRESETS: dict[str, tuple[float, float]] = {
+    "audioset": (-4.2677393, 4.5689974),
+    "esc50": (-6.6268077, 5.358466),
+    "speechcommands": (-6.845978, 5.5654526),
+}
+
+
+def norm_preset(name: str) -> dict:
+    """The ``processor`` entries for one of :data:`AUDIO_NORM_PRESETS` (``std`` is AudioMAE's divisor ``2 * std``)."""
+    if name not in AUDIO_NORM_PRESETS:
+        raise ValueError(f"unknown audio normalisation preset {name!r}; choose one of {sorted(AUDIO_NORM_PRESETS)}")
+    mean, std = AUDIO_NORM_PRESETS[name]
+    return {"mean": [mean], "std": [2.0 * std]}
+
+
+class SpectrogramTokenizer(Tokenizer):
+    """(B, C, T, F) spectrograms -> (B, t*f, dim) patch tokens plus fixed sin-cos positions.
+
+    Args:
+        dim: encoder width.
+        target_length: frames T the model is built for (AudioMAE: 1024 on AudioSet).
+        num_mel_bins: mel bins F (AudioMAE: 128).
+        patch_size: (p, q) frames x bins per patch (an int means square); must divide T and F.
+        in_chans: channels C (1 for a single spectrogram).
+        pos_embed: one of :data:`POS_EMBEDS`.
+    """
+
+    def __init__(
+        self,
+        dim: int,
+        target_length: int = 1024,
+        num_mel_bins: int = 128,
+        patch_size: int | tuple[int, int] = 16,
+        in_chans: int = 1,
+        pos_embed: str = "sincos_2d",
+    ) -> None:
+        super().__init__()
+        self.patch_size = _pair(patch_size, "patch_size")
+        for value, name in ((target_length, "target_length"), (num_mel_bins, "num_mel_bins"), (in_chans, "in_chans")):
+            if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+                raise ValueError(f"audio tokenizer: {name} must be a positive int, got {value!r}")
+        if pos_embed not in POS_EMBEDS:
+            raise ValueError(f"audio tokenizer: pos_embed must be one of {POS_EMBEDS}, got {pos_embed!r}")
+        for size, p, what in ((target_length, self.patch_size[0], "target_length"), (num_mel_bins, self.patch_size[1], "num_mel_bins")):
+            if size % p:
+                raise ValueError(f"audio tokenizer: patch size {self.patch_size} does not divide {what} {size}")
+        self.dim, self.target_length, self.num_mel_bins = dim, target_length, num_mel_bins
+        self.pos_embed_type = pos_embed
+        self.channels = in_chans
+        self.patch_dim = self.patch_size[0] * self.patch_size[1] * in_chans
+        self.base_grid = (target_length // self.patch_size[0], num_mel_bins // self.patch_size[1])
+        self.proj = nn.Conv2d(in_chans, dim, kernel_size=self.patch_size, stride=self.patch_size)
+        # AudioMAE (like MAE) initialises the patch projection like a Linear over the flattened patch.
+        nn.init.xavier_uniform_(self.proj.weight.view(dim, -1))
+        nn.init.zeros_(self.proj.bias)
+        self.register_buffer("pos_embed", self.positions(self.base_grid, dim), persistent=False)
+
+    def grid(self, x: Tensor, interpolate_pos: bool = False) -> tuple[int, int]:
+        if x.ndim != 4:
+            hint = " (add the channel axis: x.unsqueeze(1))" if x.ndim == 3 else ""
+            raise ValueError(f"audio: expected a (batch, channels, frames, mel bins) tensor, got shape {tuple(x.shape)}{hint}")
+        if not x.is_floating_point():
+            raise ValueError(f"audio: expected a floating-point spectrogram, got {x.dtype}")
+        _, c, t, f = x.shape
+        if c != self.channels:
+            raise ValueError(f"audio: the model expects {self.channels} channel(s), got {c} (input shape {tuple(x.shape)}; spectrograms are (B, C, T, F))")
+        p, q = self.patch_size
+        if t == 0 or t % p:
+            raise ValueError(f"audio: {t} frames cannot be cut into patches of {p} frames; pad or cut the clip to a multiple of {p} (target_length {self.target_length})")
+        if f != self.num_mel_bins:
+            if not interpolate_pos:
+                raise ValueError(
+                    f"audio: the model was built for {self.num_mel_bins} mel bins, got {f} (input shape {tuple(x.shape)}; "
+                    "spectrograms are (B, C, frames, bins)); pass interpolate_pos_encoding=True to adapt the position table"
+                )
+            if f % q:
+                raise ValueError(f"audio: {f} mel bins are not divisible by the patch width {q}")
+        return t // p, f // q
+
+    def positions(self, grid: tuple[int, ...], dim: int) -> Tensor:
+        t, f = grid
+        if self.pos_embed_type == "audiomae":
+            return sincos_2d_audiomae(dim, (t, f))
+        base_f = self.base_grid[1]
+        return interpolate_table_2d(sincos_2d_mae(dim, (t, base_f)), (t, base_f), (t, f))
+
+    def forward(self, x: Tensor, interpolate_pos: bool = False) -> tuple[Tensor, tuple[int, int]]:
+        grid = self.grid(x, interpolate_pos)
+        tokens = self.proj(x).flatten(2).transpose(1, 2)
+        pos = self.pos_embed if grid == self.base_grid else self.positions(grid, self.dim).to(tokens.device)
+        return tokens + pos.to(tokens.dtype), grid
+
+    def patchify(self, x: Tensor) -> Tensor:
+        b, c, t, f = x.shape
+        p, q = self.patch_size
+        x = x.reshape(b, c, t // p, p, f // q, q).permute(0, 2, 4, 3, 5, 1)
+        return x.reshape(b, (t // p) * (f // q), p * q * c)
+
+    def unpatchify(self, patches: Tensor, grid: tuple[int, ...]) -> Tensor:
+        b = patches.shape[0]
+        (gt, gf), (p, q) = grid, self.patch_size
+        x = patches.reshape(b, gt, gf, p, q, self.channels).permute(0, 5, 1, 3, 2, 4)
+        return x.reshape(b, self.channels, gt * p, gf * q)
+
+
+def _example_input(tokenizer_cfg: dict, batch_size: int) -> Tensor:
+    return torch.randn(
+        batch_size, tokenizer_cfg.get("in_chans", 1), tokenizer_cfg.get("target_length", 1024), tokenizer_cfg.get("num_mel_bins", 128)
+    )
+
+
+def _to_grey(spec: Tensor, lo: float, hi: float) -> np.ndarray:
+    """(T, F) -> (F, T) uint8 picture: time runs left to right, low frequencies at the bottom."""
+    x = ((spec - lo) / max(hi - lo, 1e-6)).clamp(0, 1)
+    return (x.T.flip(0).numpy() * 255).round().astype(np.uint8)
+
+
+@torch.no_grad()
+def reconstruction_spectrograms(
+    inputs: Tensor, pred: Tensor, mask: Tensor, tokenizer: Tokenizer, objective: Any, processor_cfg: dict, max_rows: int = 4
+) -> Any:
+    """A PIL picture per batch (first channel): for each sample four panels stacked top to bottom --
+    original, masked input (hidden patches at the spectrogram's minimum), reconstruction, and
+    reconstruction with the visible patches pasted back. Grey levels are scaled per sample over
+    the original's range.
+
+    Args:
+        inputs: (B, C, T, F) spectrograms; pred: (B, N, P) predictions in the objective's target
+        space; mask: (B, N) bool, True = hidden.
+    """
+    from PIL import Image
+
+    inputs, pred, mask = inputs[:max_rows].float().cpu(), pred[:max_rows].float().cpu(), mask[:max_rows].cpu()
+    grid = tokenizer.grid(inputs, interpolate_pos=True)
+    target = tokenizer.patchify(inputs)
+    recon = objective.denormalize_pred(pred, target) if hasattr(objective, "denormalize_pred") else pred
+    m = mask[..., None].to(target.dtype)
+    floor = inputs.flatten(1).min(1).values[:, None, None]
+    panels = [
+        inputs,
+        tokenizer.unpatchify(target * (1 - m) + floor * m, grid),
+        tokenizer.unpatchify(recon, grid),
+        tokenizer.unpatchify(target * (1 - m) + recon * m, grid),
+    ]
+    rows = []
+    for i in range(inputs.shape[0]):
+        lo, hi = float(inputs[i, 0].min()), float(inputs[i, 0].max())
+        cells = [_to_grey(p[i, 0], lo, hi) for p in panels]
+        sep = np.full((2, cells[0].shape[1]), 255, np.uint8)
+        rows.append(np.concatenate([c for cell in cells for c in (cell, sep)], axis=0))
+    img = Image.fromarray(np.concatenate(rows, axis=0)[:-2])
+    scale = max(1, 256 // img.height)
+    return img.resize((img.width * scale, img.height * scale), Image.NEAREST) if scale > 1 else img
+
+
+def _visualize(inputs: Tensor, pred: Tensor, mask: Tensor, tokenizer: Tokenizer, objective: Any, processor_cfg: dict) -> Any:
+    return reconstruction_spectrograms(inputs, pred, mask, tokenizer, objective, processor_cfg)
+
+
+register_modality(
+    ModalitySpec(
+        name="audio",
+        tokenizer=SpectrogramTokenizer,
+        example_input=_example_input,
+        masking={"name": "random", "ratio": 0.8},
+        decoder={
+            "name": "local_window", "dim": 512, "depth": 16, "num_heads": 16,
+            "window_size": [4, 4], "shift_size": [2, 0], "no_shift": False,
+        },
+        objective={"name": "mse", "norm": "patch"},
+        processor=norm_preset("audioset"),
+        visualize=_visualize,
+        description="log-mel spectrograms as non-overlapping time x frequency patches (AudioMAE)",
+    )
+)
