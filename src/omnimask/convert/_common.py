@@ -4,17 +4,26 @@ checked omnimask checkpoint. Private: not a format, so converter discovery skips
 from __future__ import annotations
 
 import logging
+import pickle
+import re
 from pathlib import Path
-from typing import Callable
+from typing import Any, Callable, Sequence
 
 import torch
+from safetensors.torch import load_file
 from torch import Tensor
 
 from ..configuration import OmniMaskConfig
 from ..models import OmniMaskForPreTraining, OmniMaskModel
 from . import ConversionError
 
-__all__ = ["Target", "Renamer", "map_state", "write_checkpoint"]
+__all__ = [
+    "Target", "Renamer", "map_state", "write_checkpoint", "official_file", "read_checkpoint_file", "unwrap_state",
+    "load_state_file", "block_count", "positive_int",
+]
+
+#: Weight files a directory source may hold (research repos save ``.pth``).
+WEIGHT_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
 
 log = logging.getLogger(__name__)
 
@@ -103,3 +112,74 @@ def write_checkpoint(
     model.save_pretrained(dst)
     log.info("converted %s -> %s (%s)", src, dst, type(model).__name__)
     return dst
+
+
+def official_file(src: Path, suffixes: Sequence[str] = WEIGHT_SUFFIXES) -> Path:
+    """``src`` if it is a file, else the one weights file in the directory ``src``."""
+    if src.is_file():
+        return src
+    if not src.is_dir():
+        raise FileNotFoundError(f"source checkpoint {src} does not exist")
+    found = sorted(p for p in src.iterdir() if p.is_file() and p.name.endswith(tuple(suffixes)))
+    if len(found) != 1:
+        what = f"several ({[p.name for p in found]})" if found else "none"
+        raise ConversionError(
+            f"{src}: expected exactly one weights file ({', '.join(suffixes)}) in the directory, found {what}; "
+            "pass the file itself"
+        )
+    return found[0]
+
+
+def read_checkpoint_file(path: Path, wrapper_hint: str = "model", allowed: Sequence[type] = ()) -> Any:
+    """The object stored in a checkpoint file, loaded safely.
+
+    ``.pth``/``.bin`` files are read with ``torch.load(weights_only=True)`` (nothing in the file can
+    run code); ``allowed`` lists extra classes the file may hold (e.g. ``argparse.Namespace``).
+    """
+    if path.name.endswith(".safetensors"):
+        return load_file(str(path))
+    try:
+        with torch.serialization.safe_globals(list(allowed)):
+            return torch.load(path, weights_only=True, map_location="cpu")
+    except pickle.UnpicklingError as err:
+        raise ConversionError(
+            f"{path} holds objects that a weights-only load refuses ({str(err).splitlines()[0]}); re-save just its "
+            f"state dict, e.g. torch.save({{'{wrapper_hint}': ckpt['{wrapper_hint}']}}, path), from a file you trust"
+        ) from None
+
+
+def unwrap_state(obj: Any, path: Path, wrappers: Sequence[str]) -> dict[str, Tensor]:
+    """The state dict in a loaded checkpoint: under the first of ``wrappers`` found at the top level
+    (``model``, ``base_model``...) or the object itself; DDP's ``module.`` prefix stripped."""
+    if isinstance(obj, dict):
+        for wrapper in wrappers:
+            if isinstance(obj.get(wrapper), dict):
+                obj = obj[wrapper]
+                break
+    if not isinstance(obj, dict) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
+        top = sorted(obj)[:10] if isinstance(obj, dict) else type(obj).__name__
+        under = "/".join(repr(w) for w in wrappers)
+        raise ConversionError(f"{path} does not hold a state dict of tensors (or one under {under}); top level: {top}")
+    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in obj.items()}
+    if len(state) != len(obj):
+        raise ConversionError(f"{path}: keys with and without the 'module.' prefix collide")
+    return state
+
+
+def load_state_file(path: Path, wrappers: Sequence[str], allowed: Sequence[type] = ()) -> dict[str, Tensor]:
+    """:func:`read_checkpoint_file` then :func:`unwrap_state`: a research-code checkpoint's weights."""
+    return unwrap_state(read_checkpoint_file(path, wrappers[0], allowed), path, wrappers)
+
+
+def block_count(state: dict[str, Tensor], prefix: str) -> int:
+    """Number of ``<prefix>blocks.<i>.`` blocks in ``state``."""
+    pattern = re.compile(rf"^{re.escape(prefix)}blocks\.(\d+)\.")
+    ids = {int(m.group(1)) for k in state if (m := pattern.match(k))}
+    return max(ids) + 1 if ids else 0
+
+
+def positive_int(value: Any, name: str) -> int:
+    """``value`` if it is a positive int, else a ConversionError naming the option."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise ConversionError(f"option {name} must be a positive integer, got {value!r}")
+    return value

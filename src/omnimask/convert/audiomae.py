@@ -39,21 +39,17 @@ from __future__ import annotations
 
 import argparse
 import logging
-import pickle
 import re
 from pathlib import Path
 from typing import Any
 
-import torch
-from safetensors.torch import load_file
 from torch import Tensor
 
 from ..backbone.pos_embed import sincos_2d_audiomae, sincos_2d_mae
 from ..configuration import OmniMaskConfig
 from ..modalities.audio import AUDIO_NORM_PRESETS, norm_preset
 from . import CONVERTERS, ConversionError
-from ._common import Target, map_state, write_checkpoint
-from .hf_videomae import _block_count, _official_file, _positive_int
+from ._common import Target, block_count, map_state, official_file, positive_int, read_checkpoint_file, unwrap_state, write_checkpoint
 from .hf_vitmae import _mlp_ratio
 
 __all__ = ["convert_audiomae", "audiomae_state_to_omnimask", "load_audiomae_checkpoint", "ENCODER_HEADS"]
@@ -109,33 +105,14 @@ def load_audiomae_checkpoint(path: Path) -> tuple[dict[str, Tensor], dict[str, A
     code), allowing the ``argparse.Namespace`` the training script stores.
     """
     args: dict[str, Any] = {}
-    if path.name.endswith(".safetensors"):
-        obj: Any = load_file(str(path))
-    else:
-        try:
-            with torch.serialization.safe_globals([argparse.Namespace]):
-                obj = torch.load(path, weights_only=True, map_location="cpu")
-        except pickle.UnpicklingError as err:
-            raise ConversionError(
-                f"{path} holds objects that a weights-only load refuses ({str(err).splitlines()[0]}); re-save just its "
-                "state dict, e.g. torch.save({'model': ckpt['model']}, path), from a file you trust"
-            ) from None
+    obj = read_checkpoint_file(path, "model", [argparse.Namespace])
     if isinstance(obj, dict):
         raw_args = obj.get("args")
         if isinstance(raw_args, argparse.Namespace):
             args = vars(raw_args)
         elif isinstance(raw_args, dict):
             args = dict(raw_args)
-        for wrapper in ("model", "module"):
-            if isinstance(obj.get(wrapper), dict):
-                obj = obj[wrapper]
-                break
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
-        top = sorted(obj)[:10] if isinstance(obj, dict) else type(obj).__name__
-        raise ConversionError(f"{path} does not hold a state dict of tensors (or one under 'model'/'module'); top level: {top}")
-    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in obj.items()}
-    if len(state) != len(obj):
-        raise ConversionError(f"{path}: keys with and without the 'module.' prefix collide")
+    state = unwrap_state(obj, path, ("model", "module"))
     return state, args
 
 
@@ -152,7 +129,7 @@ def _resolve(option: Any, args: dict, key: str, default: Any, kind: type, name: 
 def _heads(dim: int, given: Any, default: int | None, option: str, what: str) -> int:
     """Attention heads: the option, else AudioMAE's for this width; must divide the width."""
     if given is not None:
-        heads = _positive_int(given, option)
+        heads = positive_int(given, option)
     elif default is not None:
         heads = default
     else:
@@ -219,7 +196,7 @@ def audiomae_state_to_omnimask(
     if "norm.weight" not in state:
         raise ConversionError(f"{where}: the encoder's final LayerNorm (norm.weight) is missing; omnimask's encoder always ends with one")
     dim, channels, p, q = (int(s) for s in proj.shape)
-    num_mel_bins = _positive_int(num_mel_bins, "num_mel_bins")
+    num_mel_bins = positive_int(num_mel_bins, "num_mel_bins")
     if num_mel_bins % q:
         raise ConversionError(f"option num_mel_bins={num_mel_bins} is not divisible by the patch width {q}")
     freq = num_mel_bins // q
@@ -241,16 +218,16 @@ def audiomae_state_to_omnimask(
                 "and non-overlapping patches (checkpoints trained with --use_custom_patch are not supported)"
             )
         time = n // freq
-        if target_length is not None and _positive_int(target_length, "target_length") != time * p:
+        if target_length is not None and positive_int(target_length, "target_length") != time * p:
             raise ConversionError(f"option target_length={target_length} disagrees with pos_embed, which holds {time} time rows of {p} frames ({time * p} frames)")
     else:
-        length = _positive_int(target_length if target_length is not None else TARGET_LENGTHS[dataset], "target_length")
+        length = positive_int(target_length if target_length is not None else TARGET_LENGTHS[dataset], "target_length")
         if length % p:
             raise ConversionError(f"option target_length={length} is not divisible by the patch height {p}")
         time = length // p
     grid = (time, freq)
 
-    depth = _block_count(state, "")
+    depth = block_count(state, "")
     fc1 = state.get("blocks.0.mlp.fc1.weight")
     if depth == 0 or fc1 is None:
         raise ConversionError(f"{where}: no encoder blocks (blocks.N.*, first keys: {sorted(state)[:8]})")
@@ -268,7 +245,7 @@ def audiomae_state_to_omnimask(
         dfc1 = state.get("decoder_blocks.0.mlp.fc1.weight")
         if embed is None or dfc1 is None:
             raise ConversionError(f"{where}: the checkpoint has decoder tensors but lacks decoder_embed.weight or decoder_blocks.0.*")
-        ddim, ddepth = int(embed.shape[0]), _block_count(state, "decoder_")
+        ddim, ddepth = int(embed.shape[0]), block_count(state, "decoder_")
         pred = state.get("decoder_pred.weight")
         if pred is not None and int(pred.shape[0]) != p * q * channels:
             raise ConversionError(f"{where}: decoder_pred.weight predicts {int(pred.shape[0])} values per token; a {p}x{q} patch of {channels} channel(s) has {p * q * channels}")
@@ -355,7 +332,7 @@ def convert_audiomae(
     one without decoder tensors an encoder-only ``OmniMaskModel`` checkpoint. Options override the
     training ``args`` stored in the file (see the module docstring). Returns ``dst_dir``.
     """
-    path = _official_file(Path(src))
+    path = official_file(Path(src))
     state, args = load_audiomae_checkpoint(path)
     config, mapped, has_decoder = audiomae_state_to_omnimask(
         state, args, target_length=target_length, num_mel_bins=num_mel_bins, dataset=dataset, norm_pix=norm_pix,

@@ -59,13 +59,10 @@ from __future__ import annotations
 
 import argparse
 import logging
-import pickle
 import re
 from pathlib import Path
 from typing import Any
 
-import torch
-from safetensors.torch import load_file
 from torch import Tensor
 
 from ..backbone.pos_embed import sincos_1d_interleaved
@@ -73,6 +70,7 @@ from ..configuration import OmniMaskConfig
 from ..modalities.image import IMAGENET_MEAN, IMAGENET_STD
 from . import CONVERTERS, ConversionError
 from ._common import Renamer, Target, map_state, write_checkpoint
+from ._common import block_count, load_state_file, official_file, positive_int
 from .hf_vitmae import _mlp_ratio, _pair, _read_json, load_hf_state_dict
 
 __all__ = [
@@ -381,65 +379,11 @@ def convert_hf_videomae(src_dir: Path, dst_dir: Path) -> Path:
 # ---------------------------------------------------------------------------------------------
 # videomae (official)
 
-_OFFICIAL_SUFFIXES = (".pth", ".pt", ".bin", ".safetensors")
-
-
-def _official_file(src: Path) -> Path:
-    if src.is_file():
-        return src
-    if not src.is_dir():
-        raise FileNotFoundError(f"source checkpoint {src} does not exist")
-    found = sorted(p for p in src.iterdir() if p.is_file() and p.name.endswith(_OFFICIAL_SUFFIXES))
-    if len(found) != 1:
-        what = f"several ({[p.name for p in found]})" if found else "none"
-        raise ConversionError(
-            f"{src}: expected exactly one weights file ({', '.join(_OFFICIAL_SUFFIXES)}) in the directory, found {what}; "
-            "pass the file itself"
-        )
-    return found[0]
 
 
 def load_official_state_dict(path: Path) -> dict[str, Tensor]:
-    """Read an official VideoMAE checkpoint file: unwrap ``model``/``module``, strip ``module.``.
-
-    ``.pth``/``.bin`` files are read with ``torch.load(weights_only=True)`` (nothing in the file can
-    run code); ``argparse.Namespace`` (the ``args`` the training script stores) is allowed.
-    """
-    if path.name.endswith(".safetensors"):
-        obj: Any = load_file(str(path))
-    else:
-        try:
-            with torch.serialization.safe_globals([argparse.Namespace]):
-                obj = torch.load(path, weights_only=True, map_location="cpu")
-        except pickle.UnpicklingError as err:
-            raise ConversionError(
-                f"{path} holds objects that a weights-only load refuses ({str(err).splitlines()[0]}); re-save just its "
-                "state dict, e.g. torch.save({'model': ckpt['model']}, path), from a file you trust"
-            ) from None
-    if isinstance(obj, dict):
-        for wrapper in ("model", "module"):
-            if isinstance(obj.get(wrapper), dict):
-                obj = obj[wrapper]
-                break
-    if not isinstance(obj, dict) or not obj or not all(isinstance(v, Tensor) for v in obj.values()):
-        top = sorted(obj)[:10] if isinstance(obj, dict) else type(obj).__name__
-        raise ConversionError(f"{path} does not hold a state dict of tensors (or one under 'model'/'module'); top level: {top}")
-    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in obj.items()}
-    if len(state) != len(obj):
-        raise ConversionError(f"{path}: keys with and without the 'module.' prefix collide")
-    return state
-
-
-def _block_count(state: dict[str, Tensor], prefix: str) -> int:
-    pattern = re.compile(rf"^{re.escape(prefix)}blocks\.(\d+)\.")
-    ids = {int(m.group(1)) for k in state if (m := pattern.match(k))}
-    return max(ids) + 1 if ids else 0
-
-
-def _positive_int(value: Any, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
-        raise ConversionError(f"option {name} must be a positive integer, got {value!r}")
-    return value
+    """Read an official VideoMAE checkpoint file: unwrap ``model``/``module``, strip ``module.``."""
+    return load_state_file(path, ("model", "module"), allowed=[argparse.Namespace])
 
 
 def _image_size_option(value: Any) -> tuple[int, int]:
@@ -447,14 +391,14 @@ def _image_size_option(value: Any) -> tuple[int, int]:
         h, w = re.split(r"[x,]", value)
         return int(h), int(w)
     if isinstance(value, (list, tuple)) and len(value) == 2:
-        return _positive_int(value[0], "image_size"), _positive_int(value[1], "image_size")
-    size = _positive_int(value, "image_size (an int, or HxW)")
+        return positive_int(value[0], "image_size"), positive_int(value[1], "image_size")
+    size = positive_int(value, "image_size (an int, or HxW)")
     return size, size
 
 
 def _heads(dim: int, given: Any, table: dict[int, int], option: str, what: str) -> int:
     if given is not None:
-        heads = _positive_int(given, option)
+        heads = positive_int(given, option)
     elif dim in table:
         heads = table[dim]
     else:
@@ -499,7 +443,7 @@ def official_videomae_state_to_omnimask(
     Returns:
         (config, omnimask state dict, has_decoder).
     """
-    num_frames = _positive_int(num_frames, "num_frames")
+    num_frames = positive_int(num_frames, "num_frames")
     size = _image_size_option(image_size)
     if not isinstance(norm_pix, bool):
         raise ConversionError(f"option norm_pix must be true or false, got {norm_pix!r}")
@@ -515,7 +459,7 @@ def official_videomae_state_to_omnimask(
     if proj.ndim != 5:
         raise ConversionError(f"{where}: {enc_prefix}patch_embed.proj.weight has shape {tuple(proj.shape)}; a video tube embedding is 5-D (dim, C, t, p, q)")
     dim, channels, tubelet, ph, pw = (int(s) for s in proj.shape)
-    depth = _block_count(state, enc_prefix)
+    depth = block_count(state, enc_prefix)
     if depth == 0:
         raise ConversionError(f"{where}: no encoder blocks ({enc_prefix}blocks.N.*)")
     fc1 = state.get(f"{enc_prefix}blocks.0.mlp.fc1.weight")
@@ -532,7 +476,7 @@ def official_videomae_state_to_omnimask(
         e2d = state.get("encoder_to_decoder.weight")
         if e2d is None:
             raise ConversionError(f"{where}: the checkpoint has decoder tensors but no encoder_to_decoder.weight")
-        ddim, ddepth = int(e2d.shape[0]), _block_count(state, "decoder.")
+        ddim, ddepth = int(e2d.shape[0]), block_count(state, "decoder.")
         dfc1 = state.get("decoder.blocks.0.mlp.fc1.weight")
         decoder = dict(
             dim=ddim, depth=ddepth, num_heads=_heads(ddim, decoder_num_heads, DECODER_HEADS, "decoder_num_heads", "decoder"),
@@ -583,7 +527,7 @@ def convert_videomae(
     ``--normlize_target``); ``num_heads`` / ``decoder_num_heads`` when the widths are not one of
     VideoMAE's S/B/L/H sizes; ``mask_ratio`` of the tube masking (0.9). Returns ``dst_dir``.
     """
-    path = _official_file(Path(src))
+    path = official_file(Path(src))
     config, state, has_decoder = official_videomae_state_to_omnimask(
         load_official_state_dict(path), num_frames=num_frames, image_size=image_size, norm_pix=norm_pix,
         num_heads=num_heads, decoder_num_heads=decoder_num_heads, mask_ratio=mask_ratio, where=str(path),

@@ -26,7 +26,8 @@ class TransformerDecoder(nn.Module):
     Args:
         in_dim: encoder width (supplied by the model).
         out_dim: values predicted per token, e.g. ``p*p*C`` (supplied by the modality).
-        dim, depth, num_heads, mlp_ratio, qkv_bias, norm_eps: decoder shape.
+        dim, depth, num_heads, mlp_ratio, qkv_bias, norm_eps: decoder shape (``dim: null`` = the
+            encoder's width).
         context: which other encoded tokens join the decoder's self-attention: ``"all"`` (global
             tokens and other modalities' visible tokens; for a single modality this is exactly
             MAE's ``[CLS] + grid``), ``"global"`` (only ``[CLS]``-like tokens) or ``"none"``.
@@ -45,7 +46,7 @@ class TransformerDecoder(nn.Module):
         self,
         in_dim: int,
         out_dim: int,
-        dim: int = 512,
+        dim: int | None = 512,
         depth: int = 8,
         num_heads: int = 16,
         mlp_ratio: float = 4.0,
@@ -60,6 +61,7 @@ class TransformerDecoder(nn.Module):
         predict: str = "all",
     ) -> None:
         super().__init__()
+        dim = in_dim if dim is None else dim
         if context not in _CONTEXTS:
             raise ValueError(f"decoder context must be one of {_CONTEXTS}, got {context!r}")
         if predict not in _PREDICT:
