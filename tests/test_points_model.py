@@ -187,3 +187,19 @@ def test_processor_turns_a_raw_array_into_a_unit_sphere_cloud():
     x = proc(points=[raw])["points"]
     assert x.shape == (1, 128, 3)
     assert math.isclose(float(x.reshape(-1, 3).norm(dim=-1).max()), 1.0, rel_tol=1e-5)
+
+
+def test_weight_decay_skips_tokens_and_tables_but_not_the_centre_mlps():
+    from omnimask.training.optim import param_groups
+
+    cfg = small_config()
+    cfg["encoder"]["cls_token"] = True
+    model = OmniMaskForPreTraining(OmniMaskConfig(**cfg))
+    groups = param_groups(model, 0.05)
+    decayed = {id(p) for g in groups if g["weight_decay"] > 0 for p in g["params"]}
+    names = {n: id(p) in decayed for n, p in model.named_parameters()}
+    assert names["omnimask.tokenizers.points.pos_embed.0.weight"] and names["decoder_pos_embed.points.2.weight"]
+    assert not names["omnimask.cls_token"]
+    assert names["omnimask.cls_pos"]  # Point-MAE decays cls_pos too: only names with "token" are skipped
+    assert not names["decoders.points.mask_token"] and not names["omnimask.encoder.blocks.0.norm1.weight"]
+    assert names["omnimask.tokenizers.points.embed.first.0.weight"] and not names["omnimask.tokenizers.points.embed.first.0.bias"]

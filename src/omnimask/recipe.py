@@ -193,7 +193,7 @@ def run(cfg: RecipeConfig, resume: bool | str = False) -> dict[str, Any]:
         print(f"\nThe dataset skipped {result.skipped} unreadable sample(s) (their paths are in the warnings above)")
     print(f"\nSaved the pretrained model to {final} (load it with OmniMaskForPreTraining.from_pretrained or AutoModel)")
     if picture:
-        print(f"Reconstructions (original, masked, reconstruction, reconstruction + visible): {picture}")
+        print(f"Reconstruction picture: {picture}")
     if cfg.eval.enabled:
         key = keys[0]
         train_eval = encode_dataset(build_dataset(config, cfg.data, key, "train_eval"), key)

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..models.encoder_model import OmniMaskModel
-from ..training.optim import NO_DECAY_NAMES
+from ..training.optim import skips_decay
 
 __all__ = ["EvalConfig", "Classifier", "encode_dataset", "finetune_accuracy", "linear_probe_accuracy", "compare_encoders"]
 
@@ -101,7 +101,7 @@ def _param_groups(model: Classifier, lr: float, wd: float, layer_decay: float) -
             layer = depth + 1
         else:
             layer = 0
-        no_decay = p.ndim <= 1 or any(token in name for token in NO_DECAY_NAMES)
+        no_decay = skips_decay(name, p)
         key = (layer, no_decay)
         if key not in groups:
             scale = layer_decay ** (depth + 1 - layer)

@@ -9,11 +9,21 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-__all__ = ["OptimConfig", "param_groups", "build_optimizer", "resolve_lr", "NO_DECAY_NAMES"]
+__all__ = ["OptimConfig", "param_groups", "build_optimizer", "resolve_lr", "NO_DECAY_NAMES", "skips_decay"]
 
 logger = logging.getLogger(__name__)
 
 NO_DECAY_NAMES: tuple[str, ...] = ("cls_token", "mask_token", "pos_embed", "modality_embed")
+
+
+def skips_decay(name: str, p: nn.Parameter, no_decay_names: Sequence[str] = NO_DECAY_NAMES) -> bool:
+    """Biases, norm scales (at most one dim) and parameters *named* like a learned token or table.
+
+    The name must be the parameter's own (``...cls_token``, ``...modality_embed.image``), so the
+    weights of a module called ``pos_embed`` (Point-MAE's centre MLP) are still decayed.
+    """
+    parts = name.split(".")
+    return p.ndim <= 1 or any(t == parts[-1] or (len(parts) > 1 and t == parts[-2] and "embed" in t) for t in no_decay_names)
 
 
 @dataclass
@@ -44,7 +54,7 @@ def param_groups(
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
-        if p.ndim <= 1 or any(token in name for token in no_decay_names):
+        if skips_decay(name, p, no_decay_names):
             no_decay.append(p)
         else:
             decay.append(p)
