@@ -1,0 +1,892 @@
+"""Audio data path: decoding, resampling, Kaldi log-mel features, AudioMAE's augmentations, list
+readers, balanced-sampling weights and a dataset.
+
+The front end follows AudioMAE (facebookresearch/AudioMAE, ``dataset.py``): remove the waveform's
+mean, take a 128-bin Kaldi-compatible log-mel filterbank (25 ms windows every 10 ms), zero-pad at
+the end or cut to ``target_length`` frames, then normalise with ``(x - mean) / (2 std)``. Where this
+module departs from it, on purpose:
+
+* every file is resampled to one ``sample_rate`` (AudioMAE hands each file's own rate to the
+  filterbank, so a 44.1 kHz copy of a clip silently gets other features than the 16 kHz one);
+* multi-channel audio is averaged to mono (AudioMAE's filterbank reads channel 0 only);
+* bad files raise :class:`AudioReadError` naming the file and the problem, or are skipped with
+  ``on_error="skip"``; NaN/inf samples are rejected instead of becoming NaN features;
+* :func:`roll_magnitude` really rolls the waveform: AudioMAE's ``_roll_mag_aug`` draws its shift
+  with ``randint(len(waveform))`` on a ``(1, T)`` array, which is always 0, so it only scales.
+
+Layouts: waveforms are float32 ``(C, T)`` tensors, full scale [-1, 1] (``C = 1`` after the
+downmix); filterbanks are ``(frames, mel_bins)``, time first, the orientation AudioMAE feeds its
+ViT as a ``(1, T, F)`` image (time is the height, frequency the width).
+
+Decoding: files with an extension in :data:`SOUNDFILE_EXTENSIONS` go to soundfile (libsndfile:
+8/16/24/32-bit integer and float PCM, any channel count); any other file is opened as a media
+container with PyAV and its first audio stream is decoded (the sound track of an ``.mp4``, say).
+``torchaudio.load`` is not used: it needs torchcodec and FFmpeg libraries.
+
+Randomness: the augmentations take an explicit ``np.random.Generator`` or ``torch.Generator``.
+:class:`AudioDataset` derives both from one draw of torch's global RNG per item, so under
+:class:`omnimask.training.SeededDataset` an item depends only on ``(index, sample_seed)``.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import logging
+import math
+import os
+import stat
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any, Iterable, Literal, Sequence, Union
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch import Tensor
+from torch.utils.data import Dataset
+from tqdm.auto import tqdm
+
+from .errors import DataReadError, read_with_policy
+
+__all__ = [
+    "AudioDataset",
+    "AudioFeatureConfig",
+    "AudioListError",
+    "AudioReadError",
+    "NORM_PRESETS",
+    "SOUNDFILE_EXTENSIONS",
+    "balanced_sample_weights",
+    "compute_audio_stats",
+    "downmix",
+    "fbank_stats",
+    "kaldi_fbank",
+    "load_audio",
+    "mixup_waveforms",
+    "normalize_fbank",
+    "pad_or_cut",
+    "read_audio_file",
+    "read_audio_json",
+    "read_audio_list",
+    "read_label_csv",
+    "resample_waveform",
+    "roll_magnitude",
+    "spec_augment",
+]
+
+logger = logging.getLogger(__name__)
+
+SOUNDFILE_EXTENSIONS: tuple[str, ...] = (".wav", ".flac", ".ogg", ".oga", ".aif", ".aiff", ".mp3")
+
+#: AudioMAE's normalisation constants ``(mean, std)`` of the 128-bin fbank, per dataset.
+NORM_PRESETS: dict[str, tuple[float, float]] = {
+    "audioset": (-4.2677393, 4.5689974),
+    "esc50": (-6.6268077, 5.358466),
+    "speechcommands": (-6.845978, 5.5654526),
+}
+#: AudioMAE's ``target_length`` (frames) for the same datasets.
+PRESET_TARGET_LENGTHS: dict[str, int] = {"audioset": 1024, "esc50": 512, "speechcommands": 128}
+
+Label = Union[int, Tensor]
+
+
+class AudioReadError(DataReadError):
+    """An audio file that cannot be used; the message names the file and the problem."""
+
+
+class AudioListError(ValueError):
+    """A malformed or unusable list, JSON or label CSV; the message starts with the file and the
+    line (``<file>:<line>``) or the JSON entry (``<file>: data[<k>]``)."""
+
+
+# ---------------------------------------------------------------- decoding and resampling
+
+
+def _why(err: BaseException) -> str:
+    text = " ".join(str(err).split()) or type(err).__name__
+    return f"{type(err).__name__}: {text[:300]}"
+
+
+def _check_file(path: str) -> None:
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise AudioReadError(f"cannot read audio {path}: the file does not exist") from None
+    except OSError as e:
+        raise AudioReadError(f"cannot read audio {path}: {e}") from e
+    if not stat.S_ISREG(st.st_mode):
+        raise AudioReadError(f"cannot read audio {path}: not a regular file")
+    if st.st_size == 0:
+        raise AudioReadError(f"cannot read audio {path}: the file is empty (0 bytes)")
+
+
+def _decode_soundfile(path: str) -> tuple[np.ndarray, int]:
+    import soundfile as sf  # local import: keeps `import omnimask` light
+
+    try:
+        data, rate = sf.read(path, dtype="float32", always_2d=True)  # (T, C), integers scaled to [-1, 1)
+    except Exception as e:  # noqa: BLE001 - LibsndfileError, RuntimeError, TypeError, ...
+        raise AudioReadError(f"cannot read audio {path}: soundfile cannot decode it ({_why(e)})") from e
+    return data.T, int(rate)
+
+
+def _decode_container(path: str) -> tuple[np.ndarray, int]:
+    """First audio stream of a media container, decoded with PyAV as planar float32 (C, T).
+
+    decord's ``AudioReader`` is not used: in decord 0.6.0 its multi-channel output is corrupt
+    (the second channel holds garbage and NaNs, dmlc/decord#242), its ``mono=True`` downmix is
+    FFmpeg's ``(L + R) / sqrt(2)`` rather than an average, and it does not report the stream's
+    native sample rate.
+    """
+    import av  # local import: only container files need PyAV
+
+    try:
+        with av.open(path) as container:
+            if not container.streams.audio:
+                raise AudioReadError(f"cannot read audio {path}: it has no audio stream")
+            stream = container.streams.audio[0]
+            rate, channels = int(stream.rate or 0), int(stream.channels or 0)
+            if rate <= 0 or channels <= 0:
+                why = f"its audio stream reports {rate} Hz and {channels} channels"
+                raise AudioReadError(f"cannot read audio {path}: {why}")
+            # Planar float whatever the codec's sample format; same layout and rate, so no remixing.
+            to_fltp = av.AudioResampler(format="fltp", layout=stream.layout, rate=rate)
+            chunks = [f.to_ndarray() for frame in container.decode(stream) for f in to_fltp.resample(frame)]
+            chunks += [f.to_ndarray() for f in to_fltp.resample(None)]
+    except AudioReadError:
+        raise
+    except Exception as e:  # noqa: BLE001 - av.error.*, OSError, ...
+        raise AudioReadError(f"cannot read audio {path}: PyAV cannot decode it ({_why(e)})") from e
+    data = np.concatenate(chunks, axis=1) if chunks else np.zeros((channels, 0), np.float32)
+    return data.astype(np.float32, copy=False), rate
+
+
+def read_audio_file(path: str | os.PathLike[str]) -> tuple[Tensor, int]:
+    """Decode a whole file at its own sample rate.
+
+    Returns:
+        ``(waveform, sample_rate)``: float32 ``(C, T)`` with ``T >= 1``, full scale [-1, 1].
+    Raises:
+        AudioReadError: ``cannot read audio <path>: <problem>`` for a missing or empty file, an
+            undecodable one, a container without an audio stream, zero samples, or NaN/inf samples.
+    """
+    path = os.fspath(path)
+    _check_file(path)
+    if Path(path).suffix.lower() in SOUNDFILE_EXTENSIONS:
+        data, rate = _decode_soundfile(path)
+    else:
+        data, rate = _decode_container(path)
+    if data.shape[1] == 0:
+        raise AudioReadError(f"cannot read audio {path}: it has no audio samples (zero length)")
+    bad = ~np.isfinite(data)
+    if bad.any():
+        ch, t = np.argwhere(bad)[0]
+        raise AudioReadError(
+            f"cannot read audio {path}: {int(bad.sum())} NaN/inf samples (first at sample {t} of channel {ch})"
+        )
+    return torch.from_numpy(np.ascontiguousarray(data)), rate
+
+
+def downmix(waveform: Tensor) -> Tensor:
+    """Average the channels of a ``(C, T)`` waveform: ``(1, T)`` (unchanged if already mono)."""
+    return waveform if waveform.shape[0] == 1 else waveform.mean(dim=0, keepdim=True)
+
+
+def _rate(value: float, name: str) -> int:
+    if value != int(value) or int(value) <= 0:
+        raise ValueError(f"{name} must be a positive whole number of Hz, got {value!r}")
+    return int(value)
+
+
+def resample_waveform(waveform: Tensor, orig_rate: int, target_rate: int) -> Tensor:
+    """``torchaudio.functional.resample`` (windowed sinc, its defaults) from ``orig_rate`` to
+    ``target_rate``; returns the input itself when the rates are equal.
+
+    Args:
+        waveform: ``(..., T)`` float.
+    Returns:
+        ``(..., ceil(T * target_rate / orig_rate))``.
+    """
+    import torchaudio.functional as AF
+
+    orig_rate, target_rate = _rate(orig_rate, "orig_rate"), _rate(target_rate, "target_rate")
+    if orig_rate == target_rate:
+        return waveform
+    return AF.resample(waveform, orig_rate, target_rate)
+
+
+def load_audio(path: str | os.PathLike[str], target_rate: int, *, mono: bool = True) -> Tensor:
+    """Decode ``path`` (wav/flac/... or the sound track of a video), average the channels to mono
+    (unless ``mono=False``) and resample to ``target_rate``.
+
+    Returns:
+        float32 ``(1, T)`` (``(C, T)`` with ``mono=False``) at ``target_rate``.
+    Raises:
+        AudioReadError: see :func:`read_audio_file`.
+    """
+    waveform, rate = read_audio_file(path)
+    if mono:
+        waveform = downmix(waveform)
+    return resample_waveform(waveform, rate, target_rate)
+
+
+# ---------------------------------------------------------------- features
+
+
+def _mono_2d(waveform: Tensor | np.ndarray, what: str = "waveform") -> Tensor:
+    x = torch.as_tensor(waveform)
+    if x.dim() == 1:
+        x = x.unsqueeze(0)
+    if x.dim() != 2 or x.shape[0] != 1:
+        raise ValueError(f"{what}: expected a mono (T,) or (1, T) waveform, got shape {tuple(x.shape)}; downmix first")
+    if x.shape[1] == 0:
+        raise ValueError(f"{what}: the waveform is empty (0 samples)")
+    return x if x.dtype == torch.float32 else x.float()
+
+
+def kaldi_fbank(
+    waveform: Tensor | np.ndarray,
+    sample_rate: int,
+    num_mel_bins: int = 128,
+    frame_shift: float = 10.0,
+    frame_length: float = 25.0,
+) -> Tensor:
+    """AudioMAE's log-mel filterbank: ``torchaudio.compliance.kaldi.fbank`` of the mean-removed
+    waveform with ``htk_compat=True, use_energy=False, window_type='hanning', dither=0``
+    (Kaldi's other defaults: pre-emphasis 0.97, per-frame DC removal, power spectrum, mel bins
+    from 20 Hz to Nyquist, ``snip_edges``: ``1 + (T - window) // shift`` frames).
+
+    A clip shorter than one window (25 ms) is zero-padded to one window, giving one frame.
+    Silence is valid: every bin is then ``log(FLT_EPSILON) = -15.942385`` (Kaldi's energy floor),
+    never NaN or -inf.
+
+    Args:
+        waveform: mono ``(T,)`` or ``(1, T)`` at ``sample_rate``.
+        frame_shift, frame_length: in milliseconds.
+    Returns:
+        float32 ``(frames, num_mel_bins)``.
+    """
+    import torchaudio.compliance.kaldi as kaldi
+
+    x = _mono_2d(waveform)
+    x = x - x.mean()
+    window = int(sample_rate * frame_length * 0.001)  # Kaldi's (and torchaudio's) window size in samples
+    if x.shape[1] < window:
+        x = F.pad(x, (0, window - x.shape[1]))
+    return kaldi.fbank(
+        x, htk_compat=True, sample_frequency=float(sample_rate), use_energy=False, window_type="hanning",
+        num_mel_bins=num_mel_bins, dither=0.0, frame_shift=frame_shift, frame_length=frame_length,
+    )  # fmt: skip
+
+
+def pad_or_cut(fbank: Tensor, target_length: int) -> Tensor:
+    """Zero-pad ``(frames, F)`` at the end, or keep its first ``target_length`` frames (as AudioMAE).
+
+    The padding is 0 in the log-mel domain, i.e. before normalisation, as AudioMAE does.
+    """
+    if target_length < 1:
+        raise ValueError(f"target_length must be >= 1, got {target_length}")
+    n = fbank.shape[0]
+    if n < target_length:
+        return F.pad(fbank, (0, 0, 0, target_length - n))
+    return fbank[:target_length]
+
+
+def normalize_fbank(fbank: Tensor, mean: float, std: float) -> Tensor:
+    """AudioMAE's normalisation ``(fbank - mean) / (2 * std)`` (see :data:`NORM_PRESETS`)."""
+    if not std > 0:
+        raise ValueError(f"std must be > 0, got {std}")
+    return (fbank - mean) / (2.0 * std)
+
+
+@dataclass(frozen=True)
+class AudioFeatureConfig:
+    """Everything that turns a waveform into a model input, AudioMAE's AudioSet settings by default.
+
+    Calling the config is the evaluation processor: a file path (decoded with :func:`load_audio`) or
+    a waveform array with its ``sample_rate`` -> normalised float32 ``(1, target_length, num_mel_bins)``.
+
+    Attributes:
+        sample_rate: every clip is resampled to this rate before the filterbank.
+        num_mel_bins: mel bins (AudioMAE: always 128).
+        target_length: frames after padding/cutting (10 s at 10 ms shift is 998 frames -> 1024).
+        mean, std: normalisation constants (:data:`NORM_PRESETS`, or :func:`compute_audio_stats`).
+        frame_shift, frame_length: milliseconds.
+    """
+
+    sample_rate: int = 16000
+    num_mel_bins: int = 128
+    target_length: int = 1024
+    mean: float = NORM_PRESETS["audioset"][0]
+    std: float = NORM_PRESETS["audioset"][1]
+    frame_shift: float = 10.0
+    frame_length: float = 25.0
+
+    def __post_init__(self) -> None:
+        _rate(self.sample_rate, "sample_rate")
+        for name in ("num_mel_bins", "target_length"):
+            if int(getattr(self, name)) != getattr(self, name) or getattr(self, name) < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {getattr(self, name)!r}")
+        if not self.std > 0 or not self.frame_shift > 0 or not self.frame_length > 0:
+            raise ValueError(f"std, frame_shift and frame_length must be > 0: {self}")
+
+    @classmethod
+    def preset(cls, name: str, **overrides: Any) -> "AudioFeatureConfig":
+        """AudioMAE's mean/std and target_length for ``name`` (``audioset``, ``esc50``,
+        ``speechcommands``), with ``overrides`` on top."""
+        if name not in NORM_PRESETS:
+            raise ValueError(f"unknown audio preset {name!r}; presets: {sorted(NORM_PRESETS)}")
+        mean, std = NORM_PRESETS[name]
+        return replace(cls(mean=mean, std=std, target_length=PRESET_TARGET_LENGTHS[name]), **overrides)
+
+    def fbank(self, waveform: Tensor | np.ndarray) -> Tensor:
+        """:func:`kaldi_fbank` of a mono waveform at :attr:`sample_rate`: ``(frames, F)``, not padded."""
+        return kaldi_fbank(waveform, self.sample_rate, self.num_mel_bins, self.frame_shift, self.frame_length)
+
+    def finish(self, fbank: Tensor) -> Tensor:
+        """Pad/cut to :attr:`target_length`, normalise, add the channel axis: ``(1, T, F)``."""
+        return normalize_fbank(pad_or_cut(fbank, self.target_length), self.mean, self.std).unsqueeze(0)
+
+    def __call__(self, audio: str | os.PathLike[str] | Tensor | np.ndarray, sample_rate: int | None = None) -> Tensor:
+        """One clip -> float32 ``(1, target_length, num_mel_bins)``, normalised.
+
+        Args:
+            audio: a file path, or a float waveform in [-1, 1], ``(T,)`` or ``(C, T)`` (averaged to mono).
+            sample_rate: the waveform's rate (required with a waveform; resampled to :attr:`sample_rate`).
+        """
+        if isinstance(audio, (str, os.PathLike)):
+            waveform = load_audio(audio, self.sample_rate)
+        else:
+            if sample_rate is None:
+                raise ValueError("audio processor: pass sample_rate= with a waveform array")
+            x = audio.float() if isinstance(audio, Tensor) else torch.from_numpy(np.asarray(audio, dtype=np.float32))
+            if x.dim() not in (1, 2) or x.shape[-1] == 0 or not torch.isfinite(x).all():
+                raise ValueError(f"audio processor: expected a finite, non-empty (T,) or (C, T) waveform, got "
+                                 f"shape {tuple(x.shape)}")  # fmt: skip
+            waveform = resample_waveform(downmix(x.reshape(-1, x.shape[-1])), sample_rate, self.sample_rate)
+        return self.finish(self.fbank(waveform))
+
+
+# ---------------------------------------------------------------- normalisation statistics
+
+
+def fbank_stats(fbanks: Iterable[Tensor]) -> dict[str, float]:
+    """Mean and standard deviation over every value of a stream of filterbanks (one pass, float64,
+    merged per clip with Chan's formula, so nothing is kept in memory).
+
+    Returns:
+        ``{"mean", "std", "mean_clip_std", "clips", "values"}``: ``std`` is the pooled (population)
+        std of all values; ``mean_clip_std`` the average of per-clip stds, which is what AST's
+        ``get_norm_stats`` reports (smaller: it ignores the spread between clips).
+    Raises:
+        ValueError: the stream holds no values.
+    """
+    n, mean, m2, clip_stds = 0, 0.0, 0.0, []
+    for fb in fbanks:
+        x = fb.detach().double().reshape(-1)
+        k = x.numel()
+        if k == 0:
+            continue
+        mu = x.mean().item()
+        clip_m2 = ((x - mu) ** 2).sum().item()
+        delta, total = mu - mean, n + k
+        mean += delta * k / total
+        m2 += clip_m2 + delta * delta * n * k / total
+        n = total
+        clip_stds.append(math.sqrt(clip_m2 / k))
+    if n == 0:
+        raise ValueError("no filterbank values to compute statistics over")
+    return {"mean": mean, "std": math.sqrt(m2 / n), "mean_clip_std": float(np.mean(clip_stds)),
+            "clips": len(clip_stds), "values": n}  # fmt: skip
+
+
+def _source_paths(source: Any, root: str | os.PathLike[str] | None) -> list[str]:
+    """File paths from a JSON list, a ``<path> <label>`` list, a folder, or a sequence of paths/items."""
+    if isinstance(source, (str, os.PathLike)):
+        p = Path(source).expanduser()
+        if p.is_dir():
+            return sorted(str(f) for f in p.rglob("*") if f.suffix.lower() in SOUNDFILE_EXTENSIONS and f.is_file())
+        if p.suffix.lower() == ".json":
+            return [path for _, path, _ in _json_entries(p, root)]
+        return [path for path, _ in read_audio_list(p, root)]
+    return [os.fspath(s[0] if isinstance(s, (tuple, list)) else s) for s in source]
+
+
+def compute_audio_stats(
+    source: str | os.PathLike[str] | Sequence[Any],
+    *,
+    sample_rate: int = 16000,
+    num_mel_bins: int = 128,
+    target_length: int | None = None,
+    root: str | os.PathLike[str] | None = None,
+    max_clips: int | None = None,
+    on_error: Literal["raise", "skip"] = "raise",
+    progress: bool = True,
+) -> dict[str, Any]:
+    """Normalisation statistics of a data set's filterbanks, for ``AudioFeatureConfig(mean=, std=)``.
+
+    Each clip goes through :func:`load_audio` (mono, resampled to ``sample_rate``) and
+    :func:`kaldi_fbank`; the values are pooled with :func:`fbank_stats`.
+
+    Args:
+        source: an AudioMAE JSON file (``.json``), a ``<path> <label>`` list file, a folder (every
+            file with a :data:`SOUNDFILE_EXTENSIONS` extension below it), or a sequence of paths or
+            ``(path, label)`` items.
+        target_length: None (default) counts only the clips' real frames; an int pads/cuts every
+            clip first, as training sees it (AudioMAE's constants include its zero padding).
+        root: resolves relative paths of a list/JSON (default: the list file's folder).
+        max_clips: use at most this many clips, evenly spaced over the list (a list sorted by class
+            still gives a mixed sample).
+        on_error: ``"skip"`` leaves unreadable clips out and reports them; ``"raise"`` stops.
+    Returns:
+        A JSON-serialisable dict: ``mean``, ``std``, ``mean_clip_std``, ``clips``, ``values``,
+        ``sample_rate``, ``num_mel_bins``, ``target_length`` and ``skipped`` (a list of
+        ``{"path", "error"}``).
+    """
+    if on_error not in ("raise", "skip"):
+        raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+    paths = _source_paths(source, root)
+    if max_clips is not None and len(paths) > max_clips:
+        paths = [paths[i] for i in np.unique(np.linspace(0, len(paths) - 1, max_clips).round().astype(int))]
+    skipped: list[dict[str, str]] = []
+
+    def fbanks() -> Iterable[Tensor]:
+        for path in tqdm(paths, desc="omnimask: audio statistics", unit="clip", disable=not progress):
+            try:
+                waveform = load_audio(path, sample_rate)
+            except AudioReadError as e:
+                if on_error == "raise":
+                    raise
+                logger.warning("skipping audio %s: %s", path, e)
+                skipped.append({"path": path, "error": str(e)})
+                continue
+            fb = kaldi_fbank(waveform, sample_rate, num_mel_bins)
+            yield fb if target_length is None else pad_or_cut(fb, target_length)
+
+    stats = fbank_stats(fbanks())
+    return {**stats, "sample_rate": sample_rate, "num_mel_bins": num_mel_bins, "target_length": target_length,
+            "skipped": skipped}  # fmt: skip
+
+
+# ---------------------------------------------------------------- augmentation
+
+
+def _mask_band(size: int, mask_param: int, generator: torch.Generator | None) -> tuple[int, int]:
+    """torchaudio's ``mask_along_axis`` draw: width ``floor(u1 * mask_param)`` (0 .. mask_param - 1),
+    start ``floor(u2 * (size - u1 * mask_param))``; the same two ``torch.rand`` calls in the same order."""
+    value = torch.rand(1, generator=generator) * mask_param
+    start = (torch.rand(1, generator=generator) * (size - value)).long()
+    end = start + value.long()
+    return max(int(start), 0), min(int(end), size)
+
+
+def spec_augment(
+    fbank: Tensor, freqm: int, timem: int, *, generator: torch.Generator | None = None, mask_value: float = 0.0
+) -> Tensor:
+    """SpecAugment as AudioMAE applies it: one frequency band, then one time band, set to ``mask_value``.
+
+    The same draws as ``torchaudio.transforms.FrequencyMasking(freqm)`` followed by
+    ``TimeMasking(timem)`` on the ``(1, F, T)`` transpose (with ``generator=None`` they use torch's
+    global RNG and give torchaudio's masks exactly). A band is up to ``param - 1`` wide; a param
+    below 1 masks nothing and draws nothing. AudioMAE masks before normalising, with value 0.
+
+    Args:
+        fbank: ``(T, F)``, time first.
+    Returns:
+        A masked copy, ``(T, F)``.
+    """
+    out = fbank.clone()
+    if freqm >= 1:
+        lo, hi = _mask_band(out.shape[1], freqm, generator)
+        out[:, lo:hi] = mask_value
+    if timem >= 1:
+        lo, hi = _mask_band(out.shape[0], timem, generator)
+        out[lo:hi, :] = mask_value
+    return out
+
+
+def _rng(rng: np.random.Generator | None) -> np.random.Generator:
+    return rng if rng is not None else np.random.default_rng(int(torch.randint(2**62, ())))
+
+
+def roll_magnitude(waveform: Tensor, rng: np.random.Generator | None = None) -> Tensor:
+    """AudioMAE's roll-magnitude augmentation: a circular shift by a uniform ``0 .. T - 1`` samples
+    along time, times a gain ``Beta(10, 10) + 0.5`` (in 0.5 .. 1.5). ``rng=None`` draws from torch's
+    global RNG. (AudioMAE's own shift is always 0, see the module notes.)
+
+    Args:
+        waveform: ``(C, T)``.
+    """
+    rng = _rng(rng)
+    shift = int(rng.integers(waveform.shape[-1]))
+    gain = float(rng.beta(10.0, 10.0)) + 0.5
+    return torch.roll(waveform, shift, dims=-1) * gain
+
+
+def mixup_waveforms(first: Tensor, second: Tensor, lam: float) -> Tensor:
+    """AudioMAE's waveform mixup: both means removed, ``second`` zero-padded at the end or cut to
+    ``first``'s length, ``lam * first + (1 - lam) * second``, mean removed again. Mix the labels
+    with the same ``lam``.
+
+    Args:
+        first, second: ``(1, T1)`` and ``(1, T2)``.
+    Returns:
+        ``(1, T1)``.
+    """
+    t = first.shape[-1]
+    first, second = first - first.mean(), second - second.mean()
+    second = F.pad(second, (0, t - second.shape[-1])) if second.shape[-1] < t else second[..., :t]
+    mixed = lam * first + (1.0 - lam) * second
+    return mixed - mixed.mean()
+
+
+# ---------------------------------------------------------------- list files
+
+
+def read_label_csv(csv_file: str | os.PathLike[str]) -> dict[str, int]:
+    """Read an AudioSet-style ``class_labels_indices.csv``: a header ``index,mid,display_name``,
+    then one class per row (``display_name`` may be quoted and contain commas).
+
+    Returns:
+        ``{mid: index}``.
+    Raises:
+        FileNotFoundError: no such file.
+        AudioListError: a missing column, a non-integer or negative index, a repeated mid or index,
+            an empty mid, or no rows; the message names ``<file>:<line>``.
+    """
+    csv_file = Path(csv_file).expanduser()
+    if not csv_file.is_file():
+        raise FileNotFoundError(f"label CSV does not exist: {csv_file}")
+    mids: dict[str, int] = {}
+    seen: dict[int, str] = {}
+    with open(csv_file, encoding="utf-8-sig", newline="") as f:
+        reader = csv.DictReader(f)
+        reader.fieldnames = [name.strip() for name in reader.fieldnames or []]
+        missing = [c for c in ("index", "mid") if c not in reader.fieldnames]
+        if missing:
+            raise AudioListError(f"{csv_file}:1: missing column(s) {missing} in the header {reader.fieldnames}; "
+                                 "expected 'index,mid,display_name'")  # fmt: skip
+        for row in reader:
+            where = f"{csv_file}:{reader.line_num}"
+            mid, raw = (row.get("mid") or "").strip(), (row.get("index") or "").strip()
+            try:
+                index = int(raw)
+            except ValueError:
+                raise AudioListError(f"{where}: the index {raw!r} is not an integer") from None
+            if index < 0 or not mid:
+                raise AudioListError(f"{where}: a negative index or an empty mid ({raw!r}, {mid!r})")
+            if mid in mids:
+                raise AudioListError(f"{where}: repeated mid {mid!r} (first with index {mids[mid]})")
+            if index in seen:
+                raise AudioListError(f"{where}: repeated index {index} (first for mid {seen[index]!r})")
+            mids[mid], seen[index] = index, mid
+    if not mids:
+        raise AudioListError(f"{csv_file}: the label CSV has no rows")
+    return mids
+
+
+def _resolve(path_str: str, base: Path) -> Path:
+    path = Path(path_str).expanduser()
+    return path if path.is_absolute() else base / path
+
+
+def _json_entries(json_file: Path, root: str | os.PathLike[str] | None) -> list[tuple[int, str, dict]]:
+    """``(k, resolved path, entry)`` for every ``data[k]`` of an AudioMAE/AST JSON list."""
+    json_file = Path(json_file).expanduser()
+    if not json_file.is_file():
+        raise FileNotFoundError(f"audio JSON list does not exist: {json_file}")
+    try:
+        doc = json.loads(json_file.read_text(encoding="utf-8-sig"))
+    except json.JSONDecodeError as e:
+        raise AudioListError(f"{json_file}:{e.lineno}: not valid JSON ({e.msg}, column {e.colno})") from None
+    data = doc.get("data") if isinstance(doc, dict) else None
+    if not isinstance(data, list):
+        raise AudioListError(f'{json_file}: expected {{"data": [{{"wav": ..., "labels": ...}}, ...]}} at the top level')
+    if not data:
+        raise AudioListError(f"{json_file}: the 'data' list is empty")
+    base = Path(os.path.abspath(Path(root).expanduser() if root is not None else json_file.parent))
+    out = []
+    for k, entry in enumerate(data):
+        if not isinstance(entry, dict) or "wav" not in entry:
+            keys = sorted(entry) if isinstance(entry, dict) else type(entry).__name__
+            raise AudioListError(f"{json_file}: data[{k}] has no 'wav' key (it has: {keys})")
+        path = _resolve(str(entry["wav"]), base)
+        if not path.exists():
+            raise AudioListError(f"{json_file}: data[{k}]: audio file does not exist: {path}")
+        out.append((k, str(path), entry))
+    return out
+
+
+def read_audio_json(
+    json_file: str | os.PathLike[str],
+    label_csv: str | os.PathLike[str],
+    root: str | os.PathLike[str] | None = None,
+    *,
+    multi_label: bool = True,
+) -> list[tuple[str, Label]]:
+    """Read an AudioMAE/AST list ``{"data": [{"wav": path, "labels": "/m/a,/m/b"}, ...]}``.
+
+    Label names (``mid``s, comma-separated) map to indices with :func:`read_label_csv`. Relative
+    paths are resolved against ``root`` if given, else the JSON file's folder.
+
+    Args:
+        multi_label: True (AudioMAE's default): each label is a float32 multi-hot vector of length
+            ``max index + 1``. False: an int, and each entry must have exactly one label.
+    Returns:
+        ``[(path, label), ...]`` in list order, absolute paths.
+    Raises:
+        AudioListError: ``<json>: data[<k>] ...`` for an entry without ``wav`` or ``labels``, an
+            unknown label, a missing audio file, or (``multi_label=False``) several labels.
+    """
+    mids = read_label_csv(label_csv)
+    num_classes = max(mids.values()) + 1
+    items: list[tuple[str, Label]] = []
+    for k, path, entry in _json_entries(Path(json_file), root):
+        where = f"{json_file}: data[{k}] ({entry['wav']})"
+        if "labels" not in entry:
+            raise AudioListError(f"{where} has no 'labels' key (it has: {sorted(entry)})")
+        raw = entry["labels"]
+        names = [s.strip() for s in (raw if isinstance(raw, list) else str(raw).split(",")) if str(s).strip()]
+        if not names:
+            raise AudioListError(f"{where}: empty 'labels'")
+        unknown = [n for n in names if n not in mids]
+        if unknown:
+            raise AudioListError(f"{where}: label(s) {unknown} are not in {label_csv}")
+        if multi_label:
+            vec = torch.zeros(num_classes)
+            vec[[mids[n] for n in names]] = 1.0
+            items.append((path, vec))
+        elif len(names) != 1:
+            raise AudioListError(f"{where}: {len(names)} labels {names}, but multi_label=False needs exactly one")
+        else:
+            items.append((path, mids[names[0]]))
+    return items
+
+
+def read_audio_list(
+    list_file: str | os.PathLike[str], root: str | os.PathLike[str] | None = None
+) -> list[tuple[str, int]]:
+    """Read a ``<path> <label>`` list, one clip per line (split on the **last** whitespace run, so
+    paths may contain spaces); blank lines and ``#`` comments are skipped. Relative paths are
+    resolved against ``root`` if given, else the list file's folder.
+
+    Returns:
+        ``[(path, label), ...]`` in file order, absolute paths.
+    Raises:
+        FileNotFoundError: no list file.
+        AudioListError: ``<list_file>:<line>: <problem>`` for a line without a label, a label that
+            is not an integer, or a missing audio file; or an empty list.
+    """
+    list_file = Path(list_file).expanduser()
+    if not list_file.is_file():
+        raise FileNotFoundError(f"audio list file does not exist: {list_file}")
+    base = Path(os.path.abspath(Path(root).expanduser() if root is not None else list_file.parent))
+    items: list[tuple[str, int]] = []
+    with open(list_file, encoding="utf-8-sig") as f:
+        for line_no, raw in enumerate(f, start=1):
+            line = raw.strip()
+            if not line or line.startswith("#"):
+                continue
+            where, fields = f"{list_file}:{line_no}", line.rsplit(maxsplit=1)
+            if len(fields) != 2:
+                raise AudioListError(f"{where}: expected '<path> <label>', got {line!r} (no label)")
+            try:
+                label = int(fields[1])
+            except ValueError:
+                raise AudioListError(f"{where}: the label {fields[1]!r} is not an integer (line {line!r})") from None
+            path = _resolve(fields[0], base)
+            if not path.exists():
+                raise AudioListError(f"{where}: audio file does not exist: {path}")
+            items.append((str(path), label))
+    if not items:
+        raise AudioListError(f"{list_file}: the list names no audio files (only blank or '#' lines)")
+    return items
+
+
+# ---------------------------------------------------------------- balanced sampling
+
+
+def _label_matrix(labels: Sequence[Label] | Tensor, num_classes: int | None = None) -> Tensor:
+    """``(N, C)`` float from int labels (one-hot) or label vectors."""
+    if isinstance(labels, Tensor) and labels.dim() == 2:
+        return labels.float()
+    labels = list(labels)
+    if labels and all(isinstance(y, (int, np.integer)) or (isinstance(y, Tensor) and y.dim() == 0) for y in labels):
+        idx = torch.tensor([int(y) for y in labels])
+        return F.one_hot(idx, num_classes or int(idx.max()) + 1).float()
+    return torch.stack([torch.as_tensor(y, dtype=torch.float32) for y in labels])
+
+
+def balanced_sample_weights(labels: Sequence[Label] | Tensor, num_classes: int | None = None) -> Tensor:
+    """AudioMAE's ``gen_weight``: a sample's weight is ``sum over its labels of 1000 / (count + 0.01)``,
+    where ``count`` is how many samples carry that label. Rare labels pull their samples up.
+
+    Args:
+        labels: int class ids, multi-hot vectors, or an ``(N, C)`` tensor; a label is "carried"
+            where the vector is > 0.
+    Returns:
+        float64 ``(N,)``, for ``torch.utils.data.WeightedRandomSampler(weights, num_samples)``. A
+        sample with no label gets weight 0 (never drawn).
+    """
+    carried = (_label_matrix(labels, num_classes) > 0).double()
+    per_label = 1000.0 / (carried.sum(dim=0) + 0.01)
+    return carried @ per_label
+
+
+# ---------------------------------------------------------------- dataset
+
+
+class AudioDataset(Dataset):
+    """Clips from ``(path, label)`` items as AudioMAE's model input.
+
+    Each item is ``{"audio": x, "label": y, "index": int, "skipped": int}`` where ``x`` is
+    float32 ``(1, target_length, num_mel_bins)`` (time is the height, frequency the width),
+    made by :func:`load_audio` -> [roll-magnitude] -> [mixup] -> :func:`kaldi_fbank` ->
+    :func:`pad_or_cut` -> [:func:`spec_augment`] -> :func:`normalize_fbank`, with the settings of
+    ``config``. ``y`` is the item's label as given (an int, or a float32 vector); with ``mixup > 0``
+    it is always a float32 vector (ints become one-hot with ``num_classes``).
+
+    Augmentations (all off by default: the evaluation setting):
+
+    * ``roll_mag``: :func:`roll_magnitude` on each (mean-removed) waveform;
+    * ``mixup``: with this probability, a partner drawn uniformly from the dataset is mixed in with
+      ``lam ~ Beta(10, 10)`` (:func:`mixup_waveforms`) and the labels are mixed the same way;
+    * ``freqm``/``timem``: :func:`spec_augment` band widths (AudioMAE's AudioSet fine-tuning: 48 and
+      192), applied before normalisation with value 0, as AudioMAE does.
+
+    Silent clips are valid and give a constant input (every log-mel value ``-15.942385`` before
+    normalisation). Bad files (missing, empty, undecodable, zero samples, NaN/inf samples): with
+    ``on_error="raise"``, :class:`AudioReadError` naming the file; with ``"skip"``, a warning, the
+    failure recorded in :attr:`skipped` (per process, each file once), and the next indices tried
+    (wrapping) up to ``max_skips`` reads; ``"index"`` is the item returned and ``"skipped"`` counts
+    the failed reads behind it (mixup partners included).
+
+    Randomness: one draw of torch's global RNG per item seeds a ``np.random.Generator`` (roll,
+    gain, mixup) and a ``torch.Generator`` (SpecAugment), so under
+    :class:`omnimask.training.SeededDataset` an item depends only on ``(index, sample_seed)``.
+    """
+
+    def __init__(
+        self,
+        items: Sequence[tuple[str | os.PathLike[str], Label | Sequence[float]]],
+        config: AudioFeatureConfig | None = None,
+        *,
+        freqm: int = 0,
+        timem: int = 0,
+        mixup: float = 0.0,
+        roll_mag: bool = False,
+        num_classes: int | None = None,
+        on_error: Literal["raise", "skip"] = "raise",
+        max_skips: int = 10,
+    ) -> None:
+        if on_error not in ("raise", "skip"):
+            raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
+        for name, value, low in (("freqm", freqm, 0), ("timem", timem, 0), ("max_skips", max_skips, 1)):
+            if int(value) != value or value < low:
+                raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
+        if not 0.0 <= mixup <= 1.0:
+            raise ValueError(f"mixup is a probability in [0, 1], got {mixup!r}")
+        self.items = [(os.fspath(p), self._label(y)) for p, y in items]
+        if not self.items:
+            raise ValueError("AudioDataset needs at least one (path, label) item")
+        self.num_classes = self._check_labels(num_classes, mixup)
+        self.config = config if config is not None else AudioFeatureConfig()
+        self.freqm, self.timem, self.mixup, self.roll_mag = int(freqm), int(timem), float(mixup), bool(roll_mag)
+        self.on_error, self.max_skips = on_error, int(max_skips)
+        self.skipped: list[tuple[str, str]] = []
+
+    @staticmethod
+    def _label(y: Any) -> Label:
+        if isinstance(y, (int, np.integer)) or (isinstance(y, Tensor) and y.dim() == 0 and not y.is_floating_point()):
+            return int(y)
+        return torch.as_tensor(y, dtype=torch.float32).clone()
+
+    def _check_labels(self, num_classes: int | None, mixup: float) -> int | None:
+        """Validate that labels are all ints or all vectors of one length; return the class count."""
+        kinds = {"int" if isinstance(y, int) else tuple(y.shape) for _, y in self.items}
+        if len(kinds) > 1:
+            raise ValueError(f"labels must be all ints or all vectors of one length; got {sorted(map(str, kinds))}")
+        (kind,) = kinds
+        if kind != "int":
+            if len(kind) != 1 or (num_classes is not None and kind[0] != num_classes):
+                raise ValueError(f"label vectors of shape {kind} for num_classes={num_classes}")
+            return kind[0]
+        if mixup > 0 and num_classes is None:
+            raise ValueError("mixup with int labels needs num_classes= (the mixed labels are vectors)")
+        if num_classes is not None and not all(0 <= y < num_classes for _, y in self.items):
+            raise ValueError(f"an int label is outside 0..{num_classes - 1}")
+        return num_classes
+
+    @classmethod
+    def from_json(
+        cls, json_file: str | os.PathLike[str], label_csv: str | os.PathLike[str],
+        root: str | os.PathLike[str] | None = None, *, multi_label: bool = True, **kwargs: Any,
+    ) -> "AudioDataset":  # fmt: skip
+        """``AudioDataset(read_audio_json(json_file, label_csv, root, multi_label=...), **kwargs)``;
+        with ``multi_label=False``, ``num_classes`` defaults to the CSV's class count."""
+        items = read_audio_json(json_file, label_csv, root, multi_label=multi_label)
+        if not multi_label:
+            kwargs.setdefault("num_classes", max(read_label_csv(label_csv).values()) + 1)
+        return cls(items, **kwargs)
+
+    @classmethod
+    def from_list(
+        cls, list_file: str | os.PathLike[str], root: str | os.PathLike[str] | None = None, **kwargs: Any
+    ) -> "AudioDataset":
+        """``AudioDataset(read_audio_list(list_file, root), **kwargs)``."""
+        return cls(read_audio_list(list_file, root), **kwargs)
+
+    @property
+    def targets(self) -> list[Label]:
+        """Label of every item, in item order."""
+        return [y for _, y in self.items]
+
+    def sample_weights(self) -> Tensor:
+        """:func:`balanced_sample_weights` of :attr:`targets`: float64 ``(len(self),)``."""
+        return balanced_sample_weights(self.targets, self.num_classes)
+
+    def __len__(self) -> int:
+        return len(self.items)
+
+    def _vector(self, y: Label) -> Tensor:
+        return F.one_hot(torch.tensor(y), self.num_classes).float() if isinstance(y, int) else y.clone()
+
+    def _read(self, index: int) -> tuple[int, Label, Tensor, int]:
+        return read_with_policy(
+            self.items, index, lambda path: load_audio(path, self.config.sample_rate), on_error=self.on_error,
+            max_skips=self.max_skips, skipped=self.skipped, error=AudioReadError, what="audio clip", logger=logger,
+        )  # fmt: skip
+
+    def __getitem__(self, index: int) -> dict[str, Any]:
+        n = len(self.items)
+        if not -n <= index < n:
+            raise IndexError(f"index {index} out of range for dataset of {n} clips")
+        seed = int(torch.randint(2**62, ())) if (self.mixup or self.roll_mag or self.freqm or self.timem) else 0
+        rng, gen = np.random.default_rng(seed), torch.Generator().manual_seed(seed)
+        j, label, wav, failures = self._read(index % n)
+        if self.roll_mag:
+            wav = roll_magnitude(wav - wav.mean(), rng)
+        if self.mixup > 0:
+            label = self._vector(label)
+            if rng.random() < self.mixup:
+                _, label2, wav2, more = self._read(int(rng.integers(n)))
+                failures += more
+                if self.roll_mag:
+                    wav2 = roll_magnitude(wav2 - wav2.mean(), rng)
+                lam = float(rng.beta(10.0, 10.0))
+                wav = mixup_waveforms(wav, wav2, lam)
+                label = lam * label + (1.0 - lam) * self._vector(label2)
+        fb = pad_or_cut(self.config.fbank(wav), self.config.target_length)
+        if self.freqm or self.timem:
+            fb = spec_augment(fb, self.freqm, self.timem, generator=gen)
+        x = normalize_fbank(fb, self.config.mean, self.config.std).unsqueeze(0)
+        return {"audio": x, "label": label.clone() if isinstance(label, Tensor) else label, "index": j,
+                "skipped": failures}  # fmt: skip
+
+    def __repr__(self) -> str:
+        c = self.config
+        return (
+            f"{type(self).__name__}(clips={len(self)}, sample_rate={c.sample_rate}, target_length={c.target_length}, "
+            f"num_mel_bins={c.num_mel_bins}, freqm={self.freqm}, timem={self.timem}, mixup={self.mixup}, "
+            f"roll_mag={self.roll_mag}, on_error={self.on_error!r})"
+        )
