@@ -4,6 +4,7 @@
     omnimask train RECIPE [--config F] [--resume] [key=value ...]   run recipes/RECIPE.py
     omnimask convert --from hf-vitmae SRC DST      convert a reference checkpoint
     omnimask data [--root DIR] [--parts PART ...]       build (or locate) the embedded dataset
+    omnimask audio-stats LIST [--num-mel-bins N] ...    fbank mean/std of your audio (for processor.mean/std)
 """
 
 from __future__ import annotations
@@ -94,6 +95,27 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_audio_stats(args: argparse.Namespace) -> int:
+    import json
+
+    from .data.audio import compute_audio_stats
+
+    stats = compute_audio_stats(
+        args.source, sample_rate=args.sample_rate, num_mel_bins=args.num_mel_bins, target_length=args.target_length,
+        root=args.root, max_clips=args.max_clips, on_error="skip" if args.skip_errors else "raise", progress=True,
+    )
+    text = json.dumps(stats, indent=2)
+    if args.out:
+        Path(args.out).write_text(text + "\n")
+    print(text)
+    print(
+        f"\nfor a recipe: model.modalities.audio.processor='{{mean: [{stats['mean']:.7g}], std: [{2 * stats['std']:.7g}], "
+        f"sample_rate: {args.sample_rate}}}'   (std doubled: AudioMAE divides by 2 * std)",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     from .convert.cli import add_convert_parser, run_convert
 
@@ -105,7 +127,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_convert_parser(sub)
     data = sub.add_parser("data", help="build (or locate) the embedded dataset and print its path")
     data.add_argument("--root", default=None, help="dataset root (default: $OMNIMASK_DATA_DIR or ~/.cache/omnimask/embedded)")
-    data.add_argument("--parts", nargs="+", default=["image"], help="parts to build: image, video, points, shapes (default: image)")
+    data.add_argument("--parts", nargs="+", default=["image"], help="parts to build: image, video, points, shapes, audio (default: image)")
+    stats = sub.add_parser("audio-stats", help="filterbank mean/std of an audio list (AudioMAE JSON, <path> <label> list or folder)")
+    stats.add_argument("source", help="a .json list, a <path> <label> list file, or a folder of audio files")
+    stats.add_argument("--sample-rate", type=int, default=16000, help="clips are resampled to this rate (default 16000)")
+    stats.add_argument("--num-mel-bins", type=int, default=128, help="mel bins (default 128)")
+    stats.add_argument("--target-length", type=int, default=None, help="pad/cut to this many frames first, as training does")
+    stats.add_argument("--root", default=None, help="folder relative paths resolve against (default: the list's folder)")
+    stats.add_argument("--max-clips", type=int, default=None, help="use at most this many clips, evenly spaced")
+    stats.add_argument("--skip-errors", action="store_true", help="leave unreadable clips out (they are listed) instead of stopping")
+    stats.add_argument("--out", default=None, help="also write the JSON here")
     args, rest = parser.parse_known_args(argv)
     if args.command == "train":
         return _cmd_train(args, rest)
@@ -116,6 +147,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_list(args)
         if args.command == "convert":
             return run_convert(args)
+        if args.command == "audio-stats":
+            return _cmd_audio_stats(args)
         return _cmd_data(args)
     except (KeyError, ValueError, FileNotFoundError, NotADirectoryError) as err:
         print(f"error: {err}", file=sys.stderr)

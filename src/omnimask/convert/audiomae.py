@@ -47,7 +47,8 @@ from torch import Tensor
 
 from ..backbone.pos_embed import sincos_2d_audiomae, sincos_2d_mae
 from ..configuration import OmniMaskConfig
-from ..modalities.audio import AUDIO_NORM_PRESETS, norm_preset
+from ..data.audio import NORM_PRESETS
+from ..modalities.audio import norm_preset
 from . import CONVERTERS, ConversionError
 from ._common import Target, block_count, map_state, official_file, positive_int, read_checkpoint_file, unwrap_state, write_checkpoint
 from .hf_vitmae import _mlp_ratio
@@ -202,11 +203,11 @@ def audiomae_state_to_omnimask(
     freq = num_mel_bins // q
     if dataset is None:
         dataset = args.get("dataset", "audioset")
-        if dataset not in AUDIO_NORM_PRESETS:
+        if dataset not in NORM_PRESETS:
             log.warning("%s: the training args name dataset %r, which has no fbank statistics here; using AudioSet's", where, dataset)
             dataset = "audioset"
-    elif dataset not in AUDIO_NORM_PRESETS:
-        raise ConversionError(f"option dataset must be one of {sorted(AUDIO_NORM_PRESETS)}, got {dataset!r}")
+    elif dataset not in NORM_PRESETS:
+        raise ConversionError(f"option dataset must be one of {sorted(NORM_PRESETS)}, got {dataset!r}")
 
     # clip length: from the encoder table's token count, else the option, else the dataset's
     table = state.get("pos_embed")

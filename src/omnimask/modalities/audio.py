@@ -25,12 +25,15 @@ Processor preset (``processor`` in the config): AudioSet's fbank statistics with
 normalisation ``(fbank - mean) / (2 * std)``, stored as ``mean = -4.2677393`` and the divisor
 ``std = 2 * 4.5689974 = 9.1379948`` so that ``x = (raw - mean) / std`` holds as for every other
 modality (and ``objective.unnormalize_input`` would invert it). ESC-50 (-6.6268077, 5.358466) and Speech Commands (-6.845978, 5.5654526) are in
-:data:`AUDIO_NORM_PRESETS`.
+:data:`omnimask.data.audio.NORM_PRESETS` (``norm_preset(name)``); ``sample_rate`` (16000) is the
+rate every clip is resampled to before the filterbank.
 """
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Callable
 
 import numpy as np
 import torch
@@ -40,25 +43,23 @@ from ..backbone.pos_embed import interpolate_table_2d, sincos_2d_audiomae, sinco
 from .base import ModalitySpec, Tokenizer, register_modality
 from .image import _pair
 
-__all__ = ["SpectrogramTokenizer", "POS_EMBEDS", "AUDIO_NORM_PRESETS", "norm_preset", "reconstruction_spectrograms"]
+__all__ = ["SpectrogramTokenizer", "POS_EMBEDS", "AudioDataConfig", "norm_preset", "reconstruction_spectrograms"]
 
 #: Accepted ``pos_embed`` values (see the module docstring).
 POS_EMBEDS = ("sincos_2d", "audiomae")
 
-#: AudioMAE's per-dataset fbank statistics ``(mean, std)``; inputs are ``(fbank - mean) / (2 * std)``.
-AUDIO_NORM_PRESETS: dict[str, tuple[float, float]] = {
-    "audioset": (-4.2677393, 4.5689974),
-    "esc50": (-6.6268077, 5.358466),
-    "speechcommands": (-6.845978, 5.5654526),
-}
-
-
 def norm_preset(name: str) -> dict:
-    """The ``processor`` entries for one of :data:`AUDIO_NORM_PRESETS` (``std`` is AudioMAE's divisor ``2 * std``)."""
-    if name not in AUDIO_NORM_PRESETS:
-        raise ValueError(f"unknown audio normalisation preset {name!r}; choose one of {sorted(AUDIO_NORM_PRESETS)}")
-    mean, std = AUDIO_NORM_PRESETS[name]
-    return {"mean": [mean], "std": [2.0 * std]}
+    """The ``processor`` entries for one of AudioMAE's presets (:data:`omnimask.data.audio.NORM_PRESETS`).
+
+    omnimask's processors store ``x = (raw - mean) / std``; AudioMAE divides by ``2 * std``, so
+    the stored ``std`` is twice AudioMAE's constant.
+    """
+    from ..data.audio import NORM_PRESETS
+
+    if name not in NORM_PRESETS:
+        raise ValueError(f"unknown audio normalisation preset {name!r}; choose one of {sorted(NORM_PRESETS)}")
+    mean, std = NORM_PRESETS[name]
+    return {"mean": [mean], "std": [2.0 * std], "sample_rate": 16000}
 
 
 class SpectrogramTokenizer(Tokenizer):
@@ -205,6 +206,87 @@ def _visualize(inputs: Tensor, pred: Tensor, mask: Tensor, tokenizer: Tokenizer,
     return reconstruction_spectrograms(inputs, pred, mask, tokenizer, objective, processor_cfg)
 
 
+def _features(tokenizer_cfg: dict, processor_cfg: dict) -> Any:
+    """The :class:`~omnimask.data.audio.AudioFeatureConfig` a model's config describes."""
+    from ..data.audio import AudioFeatureConfig
+
+    (mean,), (std,) = processor_cfg["mean"], processor_cfg["std"]
+    return AudioFeatureConfig(
+        sample_rate=int(processor_cfg.get("sample_rate", 16000)), num_mel_bins=int(tokenizer_cfg.get("num_mel_bins", 128)),
+        target_length=int(tokenizer_cfg.get("target_length", 1024)), mean=float(mean), std=float(std) / 2.0,  # AudioMAE's 2*std
+    )
+
+
+def _build_processor(tokenizer_cfg: dict, processor_cfg: dict) -> Callable[[Any], Tensor]:
+    """A file path (wav/flac/...; a video's sound track), or a ``(waveform, sample_rate)`` pair ->
+    ``(1, target_length, num_mel_bins)``: mono, resampled, Kaldi fbank, padded/cut, normalised."""
+    features = _features(tokenizer_cfg, processor_cfg)
+
+    def process(sample: Any) -> Tensor:
+        if isinstance(sample, tuple) and len(sample) == 2:
+            return features(sample[0], sample_rate=int(sample[1]))
+        if isinstance(sample, (Tensor, np.ndarray)):
+            raise ValueError("audio processor: pass a waveform as (waveform, sample_rate); its rate cannot be guessed")
+        return features(sample)
+
+    return process
+
+
+@dataclass
+class AudioDataConfig:
+    """Where a recipe reads audio and how (``data.<key>`` in a recipe config).
+
+    ``list_file``: AudioMAE's JSON list (``{"data": [{"wav": ..., "labels": "/m/a,/m/b"}]}``, with
+    ``label_csv``: ``index,mid,display_name``) or a ``<path> <label>`` text list; ``null`` = the
+    embedded digit melodies. ``val_list_file``: the held-out list (required for evaluation with
+    your own data). Paths resolve against ``root`` or the list's folder. ``multi_label``: JSON labels
+    as multi-hot vectors (AudioSet) or one int (single-label sets; the evaluation needs ints).
+    Pretraining augmentation: ``roll_mag`` (AudioMAE pretraining), ``mixup``, ``freqm``/``timem``
+    (SpecAugment widths, a fine-tuning augmentation).
+    """
+
+    list_file: str | None = None
+    val_list_file: str | None = None
+    label_csv: str | None = None
+    root: str | None = None
+    multi_label: bool = False
+    roll_mag: bool = False
+    mixup: float = 0.0
+    freqm: int = 0
+    timem: int = 0
+    on_error: str = "raise"
+
+
+def _label_csv(cfg: AudioDataConfig, list_file: Path) -> Path:
+    if cfg.label_csv is not None:
+        return Path(cfg.label_csv)
+    for name in ("labels.csv", "class_labels_indices.csv"):
+        if (list_file.parent / name).is_file():
+            return list_file.parent / name
+    raise ValueError(f"data.audio.label_csv is required for the JSON list {list_file} (index,mid,display_name)")
+
+
+def _build_dataset(data_cfg: dict, modality_cfg: dict, split: str) -> Any:
+    from ..config import from_dict
+    from ..data import embedded_audio_root
+    from ..data.audio import AudioDataset
+
+    cfg = from_dict(AudioDataConfig, data_cfg, "data.audio")
+    if split == "val":
+        if cfg.val_list_file is None and cfg.list_file is not None:
+            raise ValueError("data.audio.val_list_file is required for a held-out split when data.audio.list_file is your own list")
+        list_file = Path(cfg.val_list_file) if cfg.val_list_file else embedded_audio_root() / "val.json"
+    else:
+        list_file = Path(cfg.list_file) if cfg.list_file else embedded_audio_root() / "train.json"
+    features = _features(modality_cfg["tokenizer"], modality_cfg["processor"])
+    train = split == "train"
+    augment = dict(freqm=cfg.freqm, timem=cfg.timem, mixup=cfg.mixup, roll_mag=cfg.roll_mag) if train else {}
+    kwargs: dict[str, Any] = dict(config=features, on_error=cfg.on_error, **augment)  # type: ignore[arg-type]
+    if list_file.suffix.lower() == ".json":
+        return AudioDataset.from_json(list_file, _label_csv(cfg, list_file), cfg.root, multi_label=cfg.multi_label, **kwargs)
+    return AudioDataset.from_list(list_file, cfg.root, **kwargs)
+
+
 register_modality(
     ModalitySpec(
         name="audio",
@@ -217,7 +299,9 @@ register_modality(
         },
         objective={"name": "mse", "norm": "patch"},
         processor=norm_preset("audioset"),
+        build_processor=_build_processor,
         visualize=_visualize,
+        build_dataset=_build_dataset,
         description="log-mel spectrograms as non-overlapping time x frequency patches (AudioMAE)",
     )
 )
