@@ -111,6 +111,8 @@ class Trainer:
 
     Args:
         model: returns an object with ``.loss`` (scalar) and ``.losses`` (per-modality scalars).
+            A model with a ``label_key`` attribute (a supervised model) also gets
+            ``labels=batch[label_key]``.
         dataset: map-style; items are dicts holding at least the ``modalities`` keys.
         train, optim: loop and optimizer settings.
         collate_fn: batch collation (default :func:`omnimask.data.collate_repeated`:
@@ -118,6 +120,8 @@ class Trainer:
             model) and a ``skipped`` count (summed into :attr:`TrainResult.skipped`).
         hooks: called as ``hook(trainer, step, out)`` after every optimizer step on every rank.
         modalities: input keys fed to the model (default ``model.modalities``).
+        param_groups: optimizer parameter groups (default: decay / no-decay split of the model's
+            parameters); a group's ``lr_scale`` scales the scheduled lr (layer-wise decay).
     """
 
     def __init__(
@@ -129,6 +133,7 @@ class Trainer:
         collate_fn: Callable[[list[Any]], Any] | None = None,
         hooks: Sequence[Hook] = (),
         modalities: Sequence[str] | None = None,
+        param_groups: list[dict] | None = None,
     ) -> None:
         self.train_cfg, self.optim_cfg, self.hooks = train, optim, list(hooks)
         if train.batch_size < 1 or train.accum_steps < 1:
@@ -153,7 +158,7 @@ class Trainer:
         self.total_steps = train.epochs * self.steps_per_epoch
         if train.max_steps is not None:
             self.total_steps = min(self.total_steps, train.max_steps)
-        self.optimizer = build_optimizer(self.model, optim, self.effective_batch)
+        self.optimizer = build_optimizer(self.model, optim, self.effective_batch, groups=param_groups)
         self.peak_lr = resolve_lr(optim, self.effective_batch)
         # An explicit generator means creating a loader iterator never draws from the global RNG.
         self._loader_gen = torch.Generator()
@@ -256,6 +261,9 @@ class Trainer:
                 raise KeyError(f"batch has no {missing}; its keys are {sorted(batch)}")
             inputs = {m: _to_device(batch[m], self.device) for m in self.modalities}
             extra = {k: _to_device(batch[k], self.device) for k in ("masks", "decode_masks") if k in batch}
+            label_key = getattr(self.model, "label_key", None)  # supervised models (fine-tuning) take labels
+            if label_key is not None:
+                extra["labels"] = _to_device(batch[label_key], self.device)
             if "skipped" in batch:
                 skipped += torch.as_tensor(batch["skipped"]).sum().to(self.device, torch.float32)
             # Gradients are all-reduced only on the last micro-step of an accumulation cycle.

@@ -73,8 +73,11 @@ def resolve_lr(cfg: OptimConfig, effective_batch: int) -> float:
     return cfg.base_lr * effective_batch / 256.0
 
 
-def build_optimizer(model: nn.Module, cfg: OptimConfig, effective_batch: int) -> torch.optim.AdamW:
-    """AdamW over :func:`param_groups` with the peak lr from :func:`resolve_lr`.
+def build_optimizer(
+    model: nn.Module, cfg: OptimConfig, effective_batch: int, groups: list[dict] | None = None
+) -> torch.optim.AdamW:
+    """AdamW over :func:`param_groups` (or the given ``groups``, e.g. with a per-group ``lr_scale``
+    for layer-wise decay) with the peak lr from :func:`resolve_lr`.
 
     ``effective_batch`` is the number of samples per optimizer step over all processes
     (batch_size * accum_steps * world_size). The schedule later overwrites each group's lr every
@@ -83,7 +86,7 @@ def build_optimizer(model: nn.Module, cfg: OptimConfig, effective_batch: int) ->
     if effective_batch <= 0:
         raise ValueError(f"effective_batch must be positive, got {effective_batch}")
     lr = resolve_lr(cfg, effective_batch)
-    groups = param_groups(model, cfg.weight_decay)
+    groups = param_groups(model, cfg.weight_decay) if groups is None else groups
     if not groups:
         raise ValueError("model has no trainable parameters")
     opt = torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas), eps=cfg.eps)  # type: ignore[arg-type]
