@@ -11,9 +11,10 @@ import torch.nn.functional as F
 
 from omnimask import OmniMaskConfig, OmniMaskModel
 from omnimask.finetune import (
-    ClassifierModel, FinetuneConfig, layer_decay_groups, load_finetune_recipe, main as finetune_main, mean_average_precision,
+    ClassifierModel, FinetuneConfig, load_finetune_recipe, main as finetune_main, mean_average_precision,
 )
 from omnimask.recipe import main as recipe_main
+from omnimask.training.optim import layer_decay_groups
 
 REPO = Path(__file__).resolve().parents[1]
 FT_CFG = REPO / "recipes/configs/audio/audiomae_finetune_test.yaml"

@@ -41,9 +41,9 @@ from .masking import build_masking
 from .models import OmniMaskModel
 from .registry import ConfigError, check_keys
 from .training import OptimConfig, TrainConfig, Trainer, is_main
-from .training.optim import skips_decay
+from .training.optim import layer_decay_groups
 
-__all__ = ["FinetuneConfig", "FinetuneRecipe", "ClassifierModel", "layer_decay_groups", "mean_average_precision", "run", "main"]
+__all__ = ["FinetuneConfig", "FinetuneRecipe", "ClassifierModel", "mean_average_precision", "run", "main"]
 
 log = logging.getLogger("omnimask.finetune")
 
@@ -152,28 +152,6 @@ class ClassifierModel(nn.Module):
         if labels.is_floating_point():  # soft targets (mixup) or one-hot vectors
             return torch.sum(-labels.float() * F.log_softmax(logits.float(), dim=-1), dim=-1).mean()
         return F.cross_entropy(logits.float(), labels.long(), label_smoothing=self.cfg.label_smoothing)
-
-
-def layer_decay_groups(model: ClassifierModel, weight_decay: float, layer_decay: float) -> list[dict]:
-    """MAE's layer-wise lr decay: tokenizers, ``[CLS]`` and embeddings at layer 0, block i at i + 1,
-    the final norm and the head at depth + 1; lr scale ``layer_decay ** (depth + 1 - layer)``."""
-    depth = len(model.encoder.encoder.blocks)
-    groups: dict[tuple[int, bool], dict] = {}
-    for name, p in model.named_parameters():
-        if not p.requires_grad:
-            continue
-        if name.startswith("encoder.encoder.blocks."):
-            layer = int(name.split(".")[3]) + 1
-        elif name.startswith("encoder.encoder.norm") or not name.startswith("encoder."):
-            layer = depth + 1
-        else:
-            layer = 0
-        no_decay = skips_decay(name, p)
-        key = (layer, no_decay)
-        if key not in groups:
-            groups[key] = {"params": [], "lr_scale": layer_decay ** (depth + 1 - layer), "weight_decay": 0.0 if no_decay else weight_decay}
-        groups[key]["params"].append(p)
-    return list(groups.values())
 
 
 def mean_average_precision(scores: Tensor, targets: Tensor) -> float:

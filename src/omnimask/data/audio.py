@@ -35,7 +35,6 @@ import json
 import logging
 import math
 import os
-import stat
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Iterable, Literal, Sequence, Union
@@ -47,7 +46,7 @@ from torch import Tensor
 from torch.utils.data import Dataset
 from tqdm.auto import tqdm
 
-from .errors import DataReadError, read_with_policy
+from .errors import DataReadError, check_readable_file, read_with_policy
 
 __all__ = [
     "AudioDataset",
@@ -108,16 +107,7 @@ def _why(err: BaseException) -> str:
 
 
 def _check_file(path: str) -> None:
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise AudioReadError(f"cannot read audio {path}: the file does not exist") from None
-    except OSError as e:
-        raise AudioReadError(f"cannot read audio {path}: {e}") from e
-    if not stat.S_ISREG(st.st_mode):
-        raise AudioReadError(f"cannot read audio {path}: not a regular file")
-    if st.st_size == 0:
-        raise AudioReadError(f"cannot read audio {path}: the file is empty (0 bytes)")
+    check_readable_file(path, AudioReadError, "audio")
 
 
 def _decode_soundfile(path: str) -> tuple[np.ndarray, int]:

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+import os
+import stat
 from typing import Any, Callable, Sequence
 
-__all__ = ["DataReadError", "read_with_policy"]
+__all__ = ["DataReadError", "read_with_policy", "check_readable_file"]
 
 
 class DataReadError(RuntimeError):
@@ -56,3 +58,19 @@ def read_with_policy(
         return j, label, value, failures
     why = f"every {what}" if failures == n else f"{failures} consecutive {what}s"
     raise error(f"giving up at index {index}: {why} failed to read (from {items[index][0]}); last error: {last}") from last
+
+
+def check_readable_file(path: str | os.PathLike[str], error: type[DataReadError], what: str, allow_empty: bool = False) -> int:
+    """Size in bytes of the regular file ``path``; else ``error("cannot read <what> <path>: <why>")``
+    (missing, not a regular file, unreadable metadata, or empty unless ``allow_empty``)."""
+    try:
+        st = os.stat(path)
+    except FileNotFoundError:
+        raise error(f"cannot read {what} {path}: the file does not exist") from None
+    except OSError as e:
+        raise error(f"cannot read {what} {path}: {e}") from e
+    if not stat.S_ISREG(st.st_mode):
+        raise error(f"cannot read {what} {path}: not a regular file")
+    if st.st_size == 0 and not allow_empty:
+        raise error(f"cannot read {what} {path}: the file is empty (0 bytes)")
+    return st.st_size

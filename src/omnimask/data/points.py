@@ -41,7 +41,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from .errors import DataReadError, read_with_policy
+from .errors import DataReadError, check_readable_file, read_with_policy
 
 __all__ = [
     "POINT_EXTENSIONS",
@@ -83,16 +83,8 @@ class PointListError(ValueError):
 
 
 def _stat_file(path: Path) -> int:
-    """Size in bytes of an existing regular file, else PointReadError."""
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise PointReadError(f"cannot read point cloud {path}: the file does not exist") from None
-    except OSError as e:
-        raise PointReadError(f"cannot read point cloud {path}: {e}") from e
-    if not path.is_file():
-        raise PointReadError(f"cannot read point cloud {path}: not a regular file")
-    return st.st_size
+    """Size in bytes of an existing regular file (0 allowed: the readers explain empty files), else PointReadError."""
+    return check_readable_file(path, PointReadError, "point cloud", allow_empty=True)
 
 
 def _check_cloud(arr: Any, path: Path, what: str = "") -> np.ndarray:

@@ -28,7 +28,7 @@ from torch import Tensor
 from torch.utils.data import Dataset, default_collate
 from torchvision.transforms.v2 import functional as TF
 
-from .errors import DataReadError, read_with_policy
+from .errors import DataReadError, check_readable_file, read_with_policy
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, _mean_std, _size
 
 __all__ = [
@@ -396,17 +396,8 @@ def _read_frames(path: str, sampler: Any, num_threads: int) -> tuple[np.ndarray,
     Raises:
         VideoReadError: ``cannot read video <path>: <problem>``, with decord's exception chained.
     """
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise VideoReadError(f"cannot read video {path}: the file does not exist") from None
-    except OSError as e:
-        raise VideoReadError(f"cannot read video {path}: {e}") from e
-    if not os.path.isfile(path):
-        raise VideoReadError(f"cannot read video {path}: not a regular file")
-    if st.st_size == 0:
-        # Never hand an empty file to decord: tiny files can hang some decord builds.
-        raise VideoReadError(f"cannot read video {path}: the file is empty (0 bytes)")
+    # Never hand an empty file to decord: tiny files can hang some decord builds.
+    check_readable_file(path, VideoReadError, "video")
     import decord  # local import: decord is optional on platforms without wheels
 
     try:

@@ -21,7 +21,7 @@ from torch import Tensor, nn
 from tqdm.auto import tqdm
 
 from ..models.encoder_model import OmniMaskModel
-from ..training.optim import skips_decay
+from ..training.optim import layer_decay_groups
 
 __all__ = ["EvalConfig", "Classifier", "encode_dataset", "finetune_accuracy", "linear_probe_accuracy", "compare_encoders"]
 
@@ -91,23 +91,11 @@ def _shift(x: Tensor, frac: float, g: torch.Generator) -> Tensor:
 
 
 def _param_groups(model: Classifier, lr: float, wd: float, layer_decay: float) -> list[dict]:
-    """Layer-wise lr decay (MAE fine-tuning): tokenizers/cls at depth 0, block i at i+1, head last."""
-    depth = len(model.encoder.encoder.blocks)
-    groups: dict[tuple[int, bool], dict] = {}
-    for name, p in model.named_parameters():
-        if name.startswith("encoder.encoder.blocks."):
-            layer = int(name.split(".")[3]) + 1
-        elif name.startswith("encoder.encoder.norm") or not name.startswith("encoder."):
-            layer = depth + 1
-        else:
-            layer = 0
-        no_decay = skips_decay(name, p)
-        key = (layer, no_decay)
-        if key not in groups:
-            scale = layer_decay ** (depth + 1 - layer)
-            groups[key] = {"params": [], "lr": lr * scale, "lr_scale": scale, "weight_decay": 0.0 if no_decay else wd}
-        groups[key]["params"].append(p)
-    return list(groups.values())
+    """Layer-wise lr decay (MAE fine-tuning), each group's lr already scaled."""
+    groups = layer_decay_groups(model, wd, layer_decay)
+    for g in groups:
+        g["lr"] = lr * g["lr_scale"]
+    return groups
 
 
 def finetune_accuracy(

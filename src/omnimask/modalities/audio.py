@@ -37,10 +37,11 @@ from typing import Any, Callable
 
 import numpy as np
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..backbone.pos_embed import interpolate_table_2d, sincos_2d_audiomae, sincos_2d_mae
 from .base import ModalitySpec, Tokenizer, register_modality
+from .patches import Patch2dTokenizer
 from .image import _pair
 
 __all__ = ["SpectrogramTokenizer", "POS_EMBEDS", "AudioDataConfig", "norm_preset", "reconstruction_spectrograms"]
@@ -62,7 +63,7 @@ def norm_preset(name: str) -> dict:
     return {"mean": [mean], "std": [2.0 * std], "sample_rate": 16000}
 
 
-class SpectrogramTokenizer(Tokenizer):
+class SpectrogramTokenizer(Patch2dTokenizer):
     """(B, C, T, F) spectrograms -> (B, t*f, dim) patch tokens plus fixed sin-cos positions.
 
     Args:
@@ -98,11 +99,7 @@ class SpectrogramTokenizer(Tokenizer):
         self.channels = in_chans
         self.patch_dim = self.patch_size[0] * self.patch_size[1] * in_chans
         self.base_grid = (target_length // self.patch_size[0], num_mel_bins // self.patch_size[1])
-        self.proj = nn.Conv2d(in_chans, dim, kernel_size=self.patch_size, stride=self.patch_size)
-        # AudioMAE (like MAE) initialises the patch projection like a Linear over the flattened patch.
-        nn.init.xavier_uniform_(self.proj.weight.view(dim, -1))
-        nn.init.zeros_(self.proj.bias)
-        self.register_buffer("pos_embed", self.positions(self.base_grid, dim), persistent=False)
+        self.init_patches(in_chans, dim)
 
     def grid(self, x: Tensor, interpolate_pos: bool = False) -> tuple[int, int]:
         if x.ndim != 4:
@@ -132,24 +129,6 @@ class SpectrogramTokenizer(Tokenizer):
             return sincos_2d_audiomae(dim, (t, f))
         base_f = self.base_grid[1]
         return interpolate_table_2d(sincos_2d_mae(dim, (t, base_f)), (t, base_f), (t, f))
-
-    def forward(self, x: Tensor, interpolate_pos: bool = False) -> tuple[Tensor, tuple[int, int]]:
-        grid = self.grid(x, interpolate_pos)
-        tokens = self.proj(x).flatten(2).transpose(1, 2)
-        pos = self.pos_embed if grid == self.base_grid else self.positions(grid, self.dim).to(tokens.device)
-        return tokens + pos.to(tokens.dtype), grid
-
-    def patchify(self, x: Tensor) -> Tensor:
-        b, c, t, f = x.shape
-        p, q = self.patch_size
-        x = x.reshape(b, c, t // p, p, f // q, q).permute(0, 2, 4, 3, 5, 1)
-        return x.reshape(b, (t // p) * (f // q), p * q * c)
-
-    def unpatchify(self, patches: Tensor, grid: tuple[int, ...]) -> Tensor:
-        b = patches.shape[0]
-        (gt, gf), (p, q) = grid, self.patch_size
-        x = patches.reshape(b, gt, gf, p, q, self.channels).permute(0, 5, 1, 3, 2, 4)
-        return x.reshape(b, self.channels, gt * p, gf * q)
 
 
 def _example_input(tokenizer_cfg: dict, batch_size: int) -> Tensor:

@@ -11,10 +11,11 @@ from dataclasses import dataclass
 from typing import Any, Callable
 
 import torch
-from torch import Tensor, nn
+from torch import Tensor
 
 from ..backbone.pos_embed import interpolate_table_2d, sincos_2d_mae
 from .base import ModalitySpec, Tokenizer, register_modality
+from .patches import Patch2dTokenizer
 
 __all__ = ["ImagePatchTokenizer", "ImageDataConfig", "IMAGENET_MEAN", "IMAGENET_STD"]
 
@@ -29,7 +30,7 @@ def _pair(v: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]:
     return t  # type: ignore[return-value]
 
 
-class ImagePatchTokenizer(Tokenizer):
+class ImagePatchTokenizer(Patch2dTokenizer):
     """(B, C, H, W) images -> (B, h*w, dim) patch tokens plus MAE's 2-D sin-cos positions.
 
     Args:
@@ -58,11 +59,7 @@ class ImagePatchTokenizer(Tokenizer):
         self.channels = in_chans
         self.patch_dim = self.patch_size[0] * self.patch_size[1] * in_chans
         self.base_grid = (self.image_size[0] // self.patch_size[0], self.image_size[1] // self.patch_size[1])
-        self.proj = nn.Conv2d(in_chans, dim, kernel_size=self.patch_size, stride=self.patch_size)
-        # MAE initialises the patch projection like a Linear over the flattened patch.
-        nn.init.xavier_uniform_(self.proj.weight.view(dim, -1))
-        nn.init.zeros_(self.proj.bias)
-        self.register_buffer("pos_embed", self.positions(self.base_grid, dim), persistent=False)
+        self.init_patches(in_chans, dim)
 
     def grid(self, x: Tensor, interpolate_pos: bool = False) -> tuple[int, int]:
         if x.ndim != 4:
@@ -85,24 +82,6 @@ class ImagePatchTokenizer(Tokenizer):
     def positions(self, grid: tuple[int, ...], dim: int) -> Tensor:
         table = sincos_2d_mae(dim, self.base_grid)
         return interpolate_table_2d(table, self.base_grid, (grid[0], grid[1]))
-
-    def forward(self, x: Tensor, interpolate_pos: bool = False) -> tuple[Tensor, tuple[int, int]]:
-        grid = self.grid(x, interpolate_pos)
-        tokens = self.proj(x).flatten(2).transpose(1, 2)
-        pos = self.pos_embed if grid == self.base_grid else self.positions(grid, self.dim).to(tokens.device)
-        return tokens + pos.to(tokens.dtype), grid
-
-    def patchify(self, x: Tensor) -> Tensor:
-        b, c, h, w = x.shape
-        p, q = self.patch_size
-        x = x.reshape(b, c, h // p, p, w // q, q).permute(0, 2, 4, 3, 5, 1)
-        return x.reshape(b, (h // p) * (w // q), p * q * c)
-
-    def unpatchify(self, patches: Tensor, grid: tuple[int, ...]) -> Tensor:
-        b = patches.shape[0]
-        (gh, gw), (p, q) = grid, self.patch_size
-        x = patches.reshape(b, gh, gw, p, q, self.channels).permute(0, 5, 1, 3, 2, 4)
-        return x.reshape(b, self.channels, gh * p, gw * q)
 
 
 def _example_input(tokenizer_cfg: dict, batch_size: int) -> Tensor:

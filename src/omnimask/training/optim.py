@@ -9,7 +9,7 @@ from typing import Any, Sequence
 import torch
 from torch import nn
 
-__all__ = ["OptimConfig", "param_groups", "build_optimizer", "resolve_lr", "NO_DECAY_NAMES", "skips_decay"]
+__all__ = ["OptimConfig", "param_groups", "layer_decay_groups", "build_optimizer", "resolve_lr", "NO_DECAY_NAMES", "skips_decay"]
 
 logger = logging.getLogger(__name__)
 
@@ -64,6 +64,31 @@ def param_groups(
     ]
     # torch rejects empty groups only in some versions; dropping them is always safe.
     return [g for g in groups if g["params"]]
+
+
+def layer_decay_groups(model: nn.Module, weight_decay: float, layer_decay: float) -> list[dict[str, Any]]:
+    """MAE's layer-wise lr decay for a model holding an omnimask encoder as ``model.encoder``
+    (a fine-tuning classifier): tokenizers, ``[CLS]`` and embeddings at layer 0, block i at i + 1,
+    the final norm and everything outside the encoder (the head) at depth + 1. Each group has
+    ``lr_scale = layer_decay ** (depth + 1 - layer)`` and the weight decay of :func:`skips_decay`.
+    """
+    depth = len(model.encoder.encoder.blocks)  # type: ignore[union-attr]
+    groups: dict[tuple[int, bool], dict[str, Any]] = {}
+    for name, p in model.named_parameters():
+        if not p.requires_grad:
+            continue
+        if name.startswith("encoder.encoder.blocks."):
+            layer = int(name.split(".")[3]) + 1
+        elif name.startswith("encoder.encoder.norm") or not name.startswith("encoder."):
+            layer = depth + 1
+        else:
+            layer = 0
+        no_decay = skips_decay(name, p)
+        key = (layer, no_decay)
+        if key not in groups:
+            groups[key] = {"params": [], "lr_scale": layer_decay ** (depth + 1 - layer), "weight_decay": 0.0 if no_decay else weight_decay}
+        groups[key]["params"].append(p)
+    return list(groups.values())
 
 
 def resolve_lr(cfg: OptimConfig, effective_batch: int) -> float:
