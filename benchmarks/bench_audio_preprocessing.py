@@ -115,6 +115,31 @@ def stage_times(items: list[tuple[str, int]], cfg: AudioFeatureConfig, threads: 
     return out
 
 
+def model_step_rate(config: Path, batch: int, threads: int, steps: int) -> dict:
+    """clips/s of a full pretraining step (forward, loss, backward, AdamW) of a recipe's model."""
+    from omnimask import OmniMaskConfig, OmniMaskForPreTraining
+    from omnimask.recipe import load_recipe
+
+    torch.set_num_threads(threads)
+    torch.manual_seed(0)
+    cfg = OmniMaskConfig(**load_recipe(config).model)
+    model = OmniMaskForPreTraining(cfg)
+    tok = cfg.modalities["audio"]["tokenizer"]
+    x = torch.randn(batch, 1, tok["target_length"], tok["num_mel_bins"])
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+    times = []
+    for i in range(steps + 1):  # the first step warms up
+        t = time.perf_counter()
+        loss = model({"audio": x}).loss
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        if i:
+            times.append(time.perf_counter() - t)
+    step = statistics.median(times)
+    return {"config": config.name, "batch": batch, "threads": threads, "step_s": round(step, 3), "clips_per_s": round(batch / step, 2)}
+
+
 def _table(rows: list[dict], stages: dict) -> str:
     head = "| clip rate | workers | item (C,T,F) | clips/s | audio s per wall s |\n|---|---|---|---|---|\n"
     body = "".join(f"| {r['rate']} Hz | {r['workers']} | {tuple(r['item_shape'])} | {r['clips_per_s']:.1f} | "
@@ -140,6 +165,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads in the main process for the loader rows")
     p.add_argument("--stage-threads", default="1,2", help="torch thread counts for the per-stage timings")
     p.add_argument("--quick", action="store_true", help="few short clips and batches: a smoke test")
+    p.add_argument("--model-steps", type=int, default=3, help="timed pretraining steps per model row (0: no model rows)")
     p.add_argument("--out", default=str(REPO / "benchmarks/results/audio_preprocessing.json"))
     args = p.parse_args(argv)
     if args.quick:
@@ -165,6 +191,12 @@ def main(argv: list[str] | None = None) -> int:
             rows.append({"rate": rate, "workers": w, "clip_seconds": args.seconds, **res})
             print(f"{rate} Hz workers={w}: {res['clips_per_s']:.1f} clips/s", flush=True)
 
+    models = []
+    if args.model_steps:
+        for name, batch in (("audiomae_vit_b_as2m.yaml", 4), ("audiomae_tiny_digits.yaml", 64)):
+            models.append(model_step_rate(REPO / "recipes/configs/audio" / name, batch, 2, args.model_steps))
+            print(f"model step {models[-1]}", flush=True)
+
     import soundfile
     import torchaudio
 
@@ -178,19 +210,22 @@ def main(argv: list[str] | None = None) -> int:
         "load_avg_1min_start": round(load_start[0], 2), "load_avg_1min_end": round(os.getloadavg()[0], 2),
     }  # fmt: skip
     table = _table(rows, stages)
+    if models:
+        table += ("\n| model (pretraining step, fp32, 2 threads) | batch | s/step | clips/s |\n|---|---|---|---|\n"
+                  + "".join(f"| {m['config']} | {m['batch']} | {m['step_s']} | {m['clips_per_s']} |\n" for m in models))
     notes = (
         f"\n{meta['date']}, {meta['cpu']} ({meta['cpu_count']} cores), torch {meta['torch']}, torchaudio "
         f"{meta['torchaudio']}, soundfile {meta['soundfile']} (libsndfile {meta['libsndfile']}); "
         f"{args.num_clips} clips of {args.seconds:g} s per rate, 16-bit PCM mono WAV -> 16 kHz, 128 mel bins, "
         f"target_length {args.target_length}; batch {args.batch_size}; main-process torch threads {args.threads} "
         f"(workers use 1).\n1-minute load average {meta['load_avg_1min_start']} at the start, "
-        f"{meta['load_avg_1min_end']} at the end: other jobs share the 2 cores, so the numbers are noisy.\n"
+        f"{meta['load_avg_1min_end']} at the end (above about 1, other jobs share the 2 cores and the numbers are noisy).\n"
     )
     print("\n" + table + notes)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
     stage_rows = [{"rate": r, "threads": t, **s} for (r, t), s in stages.items()]
-    result = {"meta": meta, "results": rows, "stages_ms": stage_rows}
+    result = {"meta": meta, "results": rows, "stages_ms": stage_rows, "model_steps": models}
     out.write_text(json.dumps(result, indent=2) + "\n", encoding="utf-8")
     out.with_suffix(".md").write_text("# Audio preprocessing throughput\n\n" + table + notes, encoding="utf-8")
     print(f"wrote {out} and {out.with_suffix('.md')}")
