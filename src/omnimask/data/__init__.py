@@ -1,5 +1,5 @@
 """Data: the embedded (offline) dataset, the ImageFolder reader, image transforms, the video path, the
-audio path and the point-cloud path."""
+audio path, the point-cloud path, the text tokenizer and image-caption pairs."""
 
 from .audio import (
     NORM_PRESETS,
@@ -27,6 +27,7 @@ from .embedded import (
     DATASET_VERSION,
     available_parts,
     embedded_audio_root,
+    embedded_captions_root,
     embedded_image_root,
     embedded_part_root,
     embedded_points_root,
@@ -37,6 +38,18 @@ from .embedded import (
 )
 from .errors import DataReadError
 from .image_folder import IMAGE_EXTENSIONS, ImageFolderDataset, load_image
+from .image_text import (
+    CaptionListError,
+    CaptionReadError,
+    ImageCaptionDataset,
+    ImageCaptions,
+    ImageCaptionShards,
+    ShardSample,
+    embedded_caption_items,
+    iter_caption_shards,
+    read_caption_csv,
+    read_caption_jsonl,
+)
 from .points import (
     POINT_EXTENSIONS,
     PointCloudDataset,
@@ -52,6 +65,7 @@ from .points import (
     scale_and_translate,
     shapenet_items,
 )
+from .text import CAPTION_TOKENIZER_FILE, TextTokenizer, caption_corpus, digit_captions
 from .transforms import IMAGENET_MEAN, IMAGENET_STD, denormalize, eval_transform, mae_pretrain_transform
 from .video import (
     MultiScaleCrop,
@@ -73,8 +87,14 @@ __all__ = [
     "AudioFeatureConfig",
     "AudioListError",
     "AudioReadError",
+    "CaptionListError",
+    "CaptionReadError",
+    "CAPTION_TOKENIZER_FILE",
     "DataReadError",
     "DATASET_VERSION",
+    "ImageCaptionDataset",
+    "ImageCaptions",
+    "ImageCaptionShards",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "IMAGE_EXTENSIONS",
@@ -85,16 +105,22 @@ __all__ = [
     "PointCloudDataset",
     "PointListError",
     "PointReadError",
+    "ShardSample",
+    "TextTokenizer",
     "VideoDataset",
     "VideoListError",
     "VideoReadError",
     "available_parts",
     "balanced_sample_weights",
+    "caption_corpus",
     "collate_repeated",
     "compute_audio_stats",
     "dense_indices",
     "denormalize",
+    "digit_captions",
     "embedded_audio_root",
+    "embedded_captions_root",
+    "embedded_caption_items",
     "embedded_image_root",
     "embedded_part_root",
     "embedded_points_root",
@@ -104,6 +130,7 @@ __all__ = [
     "eval_transform",
     "fbank_stats",
     "folder_items",
+    "iter_caption_shards",
     "kaldi_fbank",
     "load_audio",
     "load_image",
@@ -118,6 +145,8 @@ __all__ = [
     "read_audio_file",
     "read_audio_json",
     "read_audio_list",
+    "read_caption_csv",
+    "read_caption_jsonl",
     "read_label_csv",
     "read_points_npy",
     "read_points_txt",

@@ -32,7 +32,8 @@ from tqdm.auto import tqdm
 
 __all__ = [
     "AUDIO_MELODIES", "DATASET_VERSION", "SHAPE_CLASSES", "available_parts", "digit_point_cloud",
-    "embedded_audio_root", "embedded_image_root", "embedded_part_root", "embedded_points_root",
+    "embedded_audio_root", "embedded_captions_root", "embedded_image_root", "embedded_part_root",
+    "embedded_points_root",
     "embedded_shapes_root", "embedded_video_root", "ensure_embedded_dataset", "load_digits_source",
     "render_digit", "render_digit_audio", "render_moving_digit", "shape_point_cloud", "shape_surface_points",
     "stratified_split", "verify_part",
@@ -57,6 +58,8 @@ _SPEED_RANGE = (0.5, 1.0)  # px per frame
 Builder = Callable[[Path, bool], dict]
 # name -> (builder, part version); bump the version when a builder's output changes.
 _PARTS: dict[str, tuple[Builder, int]] = {}
+# Parts whose files name files of other parts: ensure_embedded_dataset builds those first.
+_REQUIRES: dict[str, tuple[str, ...]] = {"captions": ("image",)}
 
 
 def _part(name: str, version: int) -> Callable[[Builder], Builder]:
@@ -169,15 +172,18 @@ records a sha256 over the files and one over the raw pixels to check a copy agai
 """
 
 
-def _each_digit(out: Path, progress: bool, what: str, counts: dict[str, dict[str, int]]) -> Iterator[tuple[int, np.ndarray, str, str]]:
-    """The loop every digit-based part shares: make ``out/<split>/<digit>/`` folders, then yield
-    ``(index, 8x8 digit, split, label)`` for every source digit in index order (the image part's
-    split), counting each into ``counts[split][label]`` once the caller has written it."""
+def _each_digit(
+    out: Path, progress: bool, what: str, counts: dict[str, dict[str, int]], folders: bool = True
+) -> Iterator[tuple[int, np.ndarray, str, str]]:
+    """The loop every digit-based part shares: make ``out/<split>/<digit>/`` folders (unless not
+    ``folders``), then yield ``(index, 8x8 digit, split, label)`` for every source digit in index
+    order (the image part's split), counting each into ``counts[split][label]`` once the caller has
+    written it."""
     images, labels = load_digits_source()
     is_val = stratified_split(labels)
     for split in ("train", "val"):
         counts.setdefault(split, {})
-        for c in range(10):
+        for c in range(10 if folders else 0):
             (out / split / str(c)).mkdir(parents=True)
     for i in tqdm(range(len(images)), desc=f"omnimask: generating embedded {what}", disable=not progress):
         split, c = ("val" if is_val[i] else "train"), str(int(labels[i]))
@@ -703,6 +709,60 @@ def _build_audio(out: Path, progress: bool) -> dict:
     }
 
 
+# ---------------------------------------------------------------- captions part
+
+_CAPTIONS_README = """\
+omnimask embedded dataset, captions part ({version})
+
+Captions of the image part's digit images (generated English text, 3 to 5 per image), one JSONL
+line per image, in the image part's split:
+  train.jsonl   {n_train} images, {train_captions} captions
+  val.jsonl     {n_val} images, {val_captions} captions
+  corpus.txt    every train caption, one per line ({train_captions} lines): the corpus the
+                project's sentencepiece model (tokenizers/omnimask_captions.model) is trained on
+A line: {{"image": "../image/train/3/0003.png", "captions": ["...", ...], "label": 3}}.
+"image" is relative to this folder: it points into the sibling image part (<root>/{version}/image),
+which is built with this one (ensure_embedded_dataset(parts=["captions"]) builds both).
+omnimask.data.read_caption_jsonl reads the files; ImageCaptionDataset pairs images and captions.
+
+Text: omnimask.data.text.digit_captions fills distinct templates from a fixed list of {templates}
+(phrases and sentences, some of several sentences) with facts about the sample: its digit, the
+image part's ink and background colours (named by colour_name), which one is lighter, stroke
+weight (total ink of the 8x8 source), width (inked columns) and where the ink's centre of mass
+sits; templates and synonyms are drawn from numpy default_rng([{seed}, index]). ASCII only.
+Determinism: fixed seeds and plain text, so rebuilds give byte-identical files on one platform;
+manifest.json records a sha256 over the files. The colour names come from thresholds on
+floating-point colours, so another numpy build could name a borderline colour differently.
+"""
+
+
+@_part("captions", version=1)
+def _build_captions(out: Path, progress: bool) -> dict:
+    """Write the captions part into ``out`` (an empty directory); return counts for the manifest."""
+    from .text import _CAPTION_SEED, _TEMPLATES, digit_captions  # local import: text imports this module
+
+    counts: dict[str, dict[str, int]] = {}
+    lines: dict[str, list[str]] = {"train": [], "val": []}
+    corpus: list[str] = []
+    n_captions = {"train": 0, "val": 0}
+    for i, digit, split, c in _each_digit(out, progress, "captions", counts, folders=False):
+        captions = digit_captions(digit, int(c), i)
+        entry = {"image": f"../image/{split}/{c}/{i:04d}.png", "captions": captions, "label": int(c)}
+        lines[split].append(json.dumps(entry, ensure_ascii=True) + "\n")
+        n_captions[split] += len(captions)
+        if split == "train":
+            corpus += [t + "\n" for t in captions]
+    for split, split_lines in lines.items():
+        (out / f"{split}.jsonl").write_text("".join(split_lines), encoding="utf-8")
+    (out / "corpus.txt").write_text("".join(corpus), encoding="utf-8")
+    return {
+        **_finish_part(out, counts, _CAPTIONS_README, train_captions=n_captions["train"],
+                       val_captions=n_captions["val"], templates=len(_TEMPLATES), seed=_CAPTION_SEED),  # fmt: skip
+        "captions": n_captions,
+        "image_part": "../image",
+    }
+
+
 def _hash_tree(folder: Path) -> tuple[str, int]:
     """sha256 over (relative path, bytes) of every file except the manifest, in sorted order."""
     h = hashlib.sha256()
@@ -780,7 +840,8 @@ def ensure_embedded_dataset(
 
     Args:
         root: dataset root; default ``$OMNIMASK_DATA_DIR`` or ``~/.cache/omnimask/embedded``.
-        parts: which parts to make sure exist (see :func:`available_parts`).
+        parts: which parts to make sure exist (see :func:`available_parts`); a part whose files
+            point into another part (captions -> image) brings that part along.
         progress: show a progress bar while generating.
     Returns:
         The resolved root. Parts live under ``root / DATASET_VERSION / <part>``; use
@@ -794,7 +855,7 @@ def ensure_embedded_dataset(
     if unknown:
         raise ValueError(f"unknown embedded dataset part(s) {unknown}; valid parts: {list(available_parts())}")
     base = _resolve_root(root) / DATASET_VERSION
-    for name in parts:
+    for name in dict.fromkeys(dep for p in parts for dep in (*_REQUIRES.get(p, ()), p)):  # ordered, no repeats
         if not _is_complete(base / name, _PARTS[name][1]):
             if progress:
                 print(f"omnimask: building embedded '{name}' data in {base / name}", flush=True)
@@ -832,3 +893,9 @@ def embedded_audio_root(root: str | os.PathLike[str] | None = None, progress: bo
     """``<root>/v1/audio`` (``train/``, ``val/`` trees of 16 kHz ``<digit>/<id>.wav`` clips, the AudioMAE
     lists ``train.json``/``val.json`` and ``labels.csv``), generated if needed."""
     return embedded_part_root("audio", root, progress)
+
+
+def embedded_captions_root(root: str | os.PathLike[str] | None = None, progress: bool = True) -> Path:
+    """``<root>/v1/captions`` (``train.jsonl``/``val.jsonl`` captions of the image part's digits and the
+    tokenizer corpus ``corpus.txt``), generated if needed, with the image part the captions point into."""
+    return embedded_part_root("captions", root, progress)
