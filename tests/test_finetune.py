@@ -117,3 +117,12 @@ def test_recipe_sections_are_checked():
     assert cfg.data["audio"]["freqm"] == 96 and cfg.data["audio"]["timem"] == 24 and cfg.finetune.layer_decay == 0.75
     spc = load_finetune_recipe(REPO / "recipes/configs/audio/audiomae_speechcommands_finetune.yaml")
     assert spc.model["modalities"]["audio"]["tokenizer"]["target_length"] == 128
+
+
+def test_omnimask_list_files_configs_under_their_recipe():
+    from omnimask.cli import list_recipes
+
+    recipes = list_recipes()
+    assert "configs/points/point_mae_shapenet.yaml" in recipes["point_mae"]
+    assert "configs/audio/audiomae_esc50_finetune.yaml" in recipes["finetune"]
+    assert not any("finetune" in c for c in recipes["audio_mae"])

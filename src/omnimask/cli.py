@@ -32,14 +32,30 @@ def recipes_dir() -> Path:
 
 
 def list_recipes() -> dict[str, list[str]]:
-    """``{recipe name: [config paths relative to recipes/]}``; configs sit under ``configs/<modality>/``."""
+    """``{recipe name: [config paths relative to recipes/]}``.
+
+    A script's configs are the YAML files in the folder of its ``DEFAULT_CONFIG``
+    (``configs/<modality>/``); fine-tuning configs (those with a ``finetune`` section) belong to
+    ``finetune`` wherever they sit.
+    """
+    import re
+
+    from .config import load_yaml
+
     root = recipes_dir()
+    configs = sorted((root / "configs").rglob("*.yaml"))
+    finetune = {p for p in configs if "finetune" in (load_yaml(p) or {})}
     out: dict[str, list[str]] = {}
     for script in sorted(root.glob("*.py")):
         if script.name.startswith("_"):
             continue
-        modality = script.stem.split("_")[0]
-        out[script.stem] = sorted(str(p.relative_to(root)) for p in (root / "configs" / modality).glob("*.yaml"))
+        if script.stem == "finetune":
+            mine = finetune
+        else:
+            m = re.search(r'"configs"\s*/\s*"([\w-]+)"', script.read_text(encoding="utf-8"))
+            folder = root / "configs" / (m.group(1) if m else script.stem.split("_")[0])
+            mine = {p for p in configs if p.parent == folder} - finetune
+        out[script.stem] = sorted(str(p.relative_to(root)) for p in mine)
     return out
 
 
