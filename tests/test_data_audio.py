@@ -547,7 +547,7 @@ def test_embedded_audio_part_counts_lists_and_format(audio_part: Path) -> None:
 def test_embedded_audio_is_deterministic(audio_part: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """Two builds of a 30-digit subset give the same manifest, and the same bytes as the full build."""
     images, labels = load_digits_source()
-    monkeypatch.setattr(embedded, "load_digits_source", lambda: (images[:30], labels[:30]))
+    monkeypatch.setattr(embedded.core, "load_digits_source", lambda: (images[:30], labels[:30]))
     shas = [json.loads((ensure_embedded_dataset(tmp_path / n, parts=("audio",), progress=False) / "v1" / "audio"
                         / "manifest.json").read_text())["sha256"] for n in "ab"]  # fmt: skip
     assert shas[0] == shas[1]

@@ -95,11 +95,11 @@ def test_interrupted_build_leaves_nothing_and_stale_part_is_rebuilt(
             raise KeyboardInterrupt  # what a Ctrl-C mid-generation looks like
         return real(digit, index)
 
-    monkeypatch.setattr(embedded, "render_digit", failing)
+    monkeypatch.setattr(embedded.image, "render_digit", failing)
     with pytest.raises(KeyboardInterrupt):
         ensure_embedded_dataset(tmp_path, progress=False)
     assert list((tmp_path / "v1").iterdir()) == []  # no half-written part, no temp folder
-    monkeypatch.setattr(embedded, "render_digit", real)
+    monkeypatch.setattr(embedded.image, "render_digit", real)
 
     # A part folder without a manifest (e.g. hand-copied, partial) is not trusted: it is rebuilt.
     junk = tmp_path / "v1" / "image" / "train" / "0" / "junk.png"

@@ -450,7 +450,7 @@ def test_embedded_video_is_deterministic(
     its index), so its files are also compared with the session's full build.
     """
     images, labels = load_digits_source()
-    monkeypatch.setattr(embedded, "load_digits_source", lambda: (images[:40], labels[:40]))
+    monkeypatch.setattr(embedded.core, "load_digits_source", lambda: (images[:40], labels[:40]))
     manifests = []
     for name in ("a", "b"):
         root = ensure_embedded_dataset(tmp_path / name, parts=("video",), progress=False)
