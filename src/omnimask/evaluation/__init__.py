@@ -1,4 +1,4 @@
-"""Downstream evaluation: few-label fine-tuning and linear probing."""
+"""Downstream evaluation: few-label fine-tuning, linear probing and cross-modal retrieval."""
 
 from .classification import (
     Classifier,
@@ -9,6 +9,7 @@ from .classification import (
     finetune_accuracy,
     linear_probe_accuracy,
 )
+from .retrieval import retrieval_recall
 
 __all__ = [
     "Classifier",
@@ -18,4 +19,5 @@ __all__ = [
     "few_label_subset",
     "finetune_accuracy",
     "linear_probe_accuracy",
+    "retrieval_recall",
 ]

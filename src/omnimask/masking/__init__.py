@@ -6,6 +6,7 @@ from .dual import DualMasking
 from .nearest_block import NearestBlockMasking
 from .random import RandomMasking
 from .running_cell import RunningCellMasking
+from .span import SpanMasking
 from .time_freq import TimeFreqMasking
 from .tube import TubeMasking
 
@@ -19,6 +20,7 @@ __all__ = [
     "DualMasking",
     "NearestBlockMasking",
     "RunningCellMasking",
+    "SpanMasking",
     "TimeFreqMasking",
     "TubeMasking",
     "with_decode",
