@@ -117,3 +117,22 @@ def test_audio_stats_command(tmp_path, capsys):
     stats = json.loads(out.read_text())
     assert stats["clips"] == 20 and stats["num_mel_bins"] == 32 and -20 < stats["mean"] < 5 and stats["std"] > 0
     assert "std doubled" in capsys.readouterr().err
+
+
+def test_balanced_sampling_uses_the_datasets_weights(tmp_path):
+    from omnimask.recipe import load_recipe
+    from omnimask.training import Trainer
+
+    cfg = load_recipe(TEST_CFG, [f"train.output_dir={tmp_path}", "train.balanced_sampling=true", "train.epoch_samples=24"])
+    config = OmniMaskConfig(**cfg.model)
+    ds = build_dataset(config, {"audio": {}}, "audio", "train")
+    trainer = Trainer(OmniMaskForPreTraining(config), ds, cfg.train, cfg.optim)
+    assert torch.allclose(trainer.sampler.weights, ds.sample_weights().double())
+    assert trainer.steps_per_epoch == 24 // cfg.train.batch_size
+    assert recipe_main(["--config", str(TEST_CFG), f"train.output_dir={tmp_path / 'run'}", "train.balanced_sampling=true",
+                        "train.epoch_samples=16", "train.max_steps=2"]) == 0
+    # a dataset without weights is refused with the reason
+    image_cfg = load_recipe(REPO / "recipes/configs/image/mae_vit_test.yaml", ["train.balanced_sampling=true"])
+    with pytest.raises(ValueError, match="sample_weights"):
+        Trainer(OmniMaskForPreTraining(OmniMaskConfig(**image_cfg.model)), torch.utils.data.TensorDataset(torch.zeros(8)),
+                image_cfg.train, image_cfg.optim, modalities=["image"])

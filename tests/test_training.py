@@ -301,3 +301,25 @@ def test_ddp_two_process_resume(tmp_path):
     assert len(full) == 4 and first + second == full
     state = torch.load(tmp_path / "split" / "checkpoints" / "step_00000004" / "training_state.pt", weights_only=True)
     assert state["extra"]["world_size"] == 2 and len(state["rng"]) == 2
+
+
+def test_weighted_sampler_draws_by_weight_and_resumes_exactly():
+    w = torch.tensor([1.0, 0.0, 3.0, 0.0])
+    s = ResumableSampler(4, seed=2, weights=w, epoch_samples=4000)  # more draws than items: with replacement
+    idx = [i for i, _ in s]
+    counts = torch.bincount(torch.tensor(idx), minlength=4).double() / len(idx)
+    assert counts[1] == 0 and counts[3] == 0 and abs(float(counts[0]) - 0.25) < 0.03
+    again = ResumableSampler(4, seed=2, weights=w, epoch_samples=4000)
+    again.set_start(1000)
+    assert [i for i, _ in again] == idx[1000:]  # a function of (seed, epoch): resumable
+    s.set_epoch(1)
+    assert [i for i, _ in s] != idx
+    few = ResumableSampler(6, seed=0, weights=torch.ones(6), epoch_samples=4)  # enough items: no repeats
+    picks = [i for i, _ in few]
+    assert len(picks) == 4 and len(set(picks)) == 4
+    with pytest.raises(ValueError, match="one weight per item"):
+        ResumableSampler(3, weights=torch.ones(4))
+    with pytest.raises(ValueError, match="not all zero"):
+        ResumableSampler(2, weights=torch.zeros(2))
+    with pytest.raises(ValueError, match="epoch_samples needs weights"):
+        ResumableSampler(2, epoch_samples=5)

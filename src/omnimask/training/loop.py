@@ -58,6 +58,10 @@ class TrainConfig:
     progress: bool = True
     # Draw masks per sample in the loader workers (VideoMAE) instead of per batch on the device.
     masks_in_loader: bool = False
+    # Draw each epoch by the dataset's sample_weights() (AudioMAE's balanced sampling of AudioSet),
+    # epoch_samples items per epoch (default: the dataset length).
+    balanced_sampling: bool = False
+    epoch_samples: int | None = None
 
 
 @dataclass
@@ -106,6 +110,16 @@ def _seed_everything(seed: int) -> None:
     np.random.seed(seed % (1 << 32))
 
 
+def _sample_weights(dataset: Any) -> Any:
+    """The per-item weights of ``dataset`` (or of a dataset it wraps) for balanced sampling."""
+    d = dataset
+    while d is not None:
+        if hasattr(d, "sample_weights"):
+            return d.sample_weights()
+        d = getattr(d, "dataset", None)
+    raise ValueError(f"train.balanced_sampling: {type(dataset).__name__} has no sample_weights() (audio datasets do)")
+
+
 class Trainer:
     """Masked-modeling trainer: ``out = model({modality: tensor})``, minimising ``out.loss``.
 
@@ -148,7 +162,11 @@ class Trainer:
         if train.masks_in_loader:
             dataset = self._loader_masks(dataset)
         self.effective_batch = train.batch_size * train.accum_steps * self.world_size
-        self.sampler = ResumableSampler(len(dataset), seed=train.seed, rank=self.rank, world_size=self.world_size)
+        self.sampler = ResumableSampler(
+            len(dataset), seed=train.seed, rank=self.rank, world_size=self.world_size,
+            weights=_sample_weights(dataset) if train.balanced_sampling else None,
+            epoch_samples=train.epoch_samples if train.balanced_sampling else None,
+        )
         self.steps_per_epoch = self.sampler.num_samples // train.batch_size // train.accum_steps
         if self.steps_per_epoch == 0:
             raise ValueError(

@@ -49,6 +49,13 @@ class ResumableSampler(Sampler[tuple[int, int]]):
         drop_last: drop the tail so every rank gets the same count; otherwise pad by wrapping
             around. Equal counts keep DDP ranks in lock-step.
         rank, world_size: this process's shard; every rank must use the same ``seed``.
+        weights: optional per-item sampling weights (e.g. AudioMAE's balanced-sampling weights,
+            ``AudioDataset.sample_weights()``). Each epoch then draws ``epoch_samples`` indices
+            with probability proportional to the weights, without replacement when there are
+            enough items with positive weight (as AudioMAE's ``WeightedRandomSampler``), else
+            with replacement; still a function of (seed, epoch), so resuming stays exact.
+        epoch_samples: items per epoch with ``weights`` (default: the dataset length; AudioMAE
+            uses 200 000 per epoch of AS-2M).
     """
 
     def __init__(
@@ -59,9 +66,22 @@ class ResumableSampler(Sampler[tuple[int, int]]):
         drop_last: bool = True,
         rank: int = 0,
         world_size: int = 1,
+        weights: Any = None,
+        epoch_samples: int | None = None,
     ) -> None:
         if dataset_len <= 0:
             raise ValueError(f"dataset_len must be positive, got {dataset_len}")
+        self.weights = None
+        if weights is not None:
+            w = torch.as_tensor(weights, dtype=torch.float64).flatten()
+            if w.numel() != dataset_len:
+                raise ValueError(f"weights: expected one weight per item ({dataset_len}), got {w.numel()}")
+            if not bool(torch.isfinite(w).all()) or bool((w < 0).any()) or not float(w.sum()) > 0:
+                raise ValueError("weights must be finite, non-negative and not all zero")
+            self.weights = w
+        if epoch_samples is not None and (weights is None or int(epoch_samples) < 1):
+            raise ValueError("epoch_samples needs weights and must be >= 1")
+        self.epoch_len = int(epoch_samples) if epoch_samples is not None else dataset_len
         if not 0 <= rank < world_size:
             raise ValueError(f"rank {rank} out of range for world_size {world_size}")
         self.dataset_len = dataset_len
@@ -73,11 +93,11 @@ class ResumableSampler(Sampler[tuple[int, int]]):
         self.epoch = 0
         self.start = 0
         if drop_last:
-            self.num_samples = dataset_len // world_size
+            self.num_samples = self.epoch_len // world_size
         else:
-            self.num_samples = -(-dataset_len // world_size)
+            self.num_samples = -(-self.epoch_len // world_size)
         if self.num_samples == 0:
-            raise ValueError(f"dataset of {dataset_len} items is too small for {world_size} ranks")
+            raise ValueError(f"dataset of {self.epoch_len} items per epoch is too small for {world_size} ranks")
 
     def set_epoch(self, epoch: int) -> None:
         """Select the epoch's permutation; also resets any :meth:`set_start` offset."""
@@ -92,7 +112,12 @@ class ResumableSampler(Sampler[tuple[int, int]]):
 
     def indices(self) -> list[int]:
         """This rank's full index list for the current epoch (before the start offset)."""
-        if self.shuffle:
+        if self.weights is not None:
+            g = torch.Generator()
+            g.manual_seed(mix_seed(self.seed, self.epoch))
+            replacement = self.epoch_len > int((self.weights > 0).sum())
+            order = torch.multinomial(self.weights, self.epoch_len, replacement=replacement, generator=g).tolist()
+        elif self.shuffle:
             g = torch.Generator()
             g.manual_seed(mix_seed(self.seed, self.epoch))
             order = torch.randperm(self.dataset_len, generator=g).tolist()
