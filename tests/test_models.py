@@ -18,6 +18,7 @@ _SMALL_TOKENIZERS = {
     "VideoTubeTokenizer": {"num_frames": 4, "image_size": 32, "patch_size": 8},
     "SpectrogramTokenizer": {"target_length": 64, "num_mel_bins": 32, "patch_size": 8},
     "PointGroupTokenizer": {"num_points": 64, "num_groups": 8, "group_size": 8},
+    "TextTokenEmbedding": {"vocab_size": 64, "max_length": 12},
 }
 # Point-MAE's decoder has the encoder's width and no input projection; the small decoder needs one.
 _SMALL_DECODERS = {"PointGroupTokenizer": {"project": True}}
@@ -44,7 +45,7 @@ def test_contract_every_modality(name, tmp_path):
     n = tok.patchify(x).shape[1]
     assert torch.isfinite(out.loss)
     decoded = out.specs[name].ids_decode  # decoders that predict only hidden tokens (Point-MAE)
-    assert out.pred[name].shape == (3, n if decoded is None else decoded.shape[1], tok.patch_dim)
+    assert out.pred[name].shape == (3, n if decoded is None else decoded.shape[1], tok.output_dim)
     assert out.mask[name].dtype == torch.bool and out.mask[name].shape == (3, n)
     if tok.coordinate_positions:  # targets are groups around each sample's centres: x is not rebuilt from them
         assert torch.equal(tok.unpatchify(tok.patchify(x), out.grids[name]).flatten(2), tok.patchify(x))

@@ -38,7 +38,8 @@ from .registry import ConfigError, check_keys
 
 __all__ = ["OmniMaskConfig"]
 
-_MODALITY_KEYS = ("type", "tokenizer", "masking", "decoder", "objective", "loss_weight", "processor")
+_MODALITY_KEYS = ("type", "tokenizer", "masking", "decoder", "objective", "loss_weight", "processor", "encoder_mask", "decoder_layer")
+_ENCODER_MASKS = ("drop", "replace")
 # Values the model supplies to components; users never set them.
 _INJECTED = {"decoder": ("in_dim", "out_dim"), "objective": ("channels", "input_mean", "input_std")}
 
@@ -85,6 +86,12 @@ def normalize_modality(key: str, cfg: dict | None) -> dict:
     if not isinstance(weight, (int, float)) or weight < 0:
         raise ConfigError(f"{where}.loss_weight must be a non-negative number, got {weight!r}")
     processor = {**copy.deepcopy(spec.processor), **(cfg.get("processor") or {})}
+    encoder_mask = cfg.get("encoder_mask", spec.encoder_mask)
+    if encoder_mask not in _ENCODER_MASKS:
+        raise ConfigError(f"{where}.encoder_mask must be one of {_ENCODER_MASKS}, got {encoder_mask!r}")
+    layer = cfg.get("decoder_layer")
+    if layer is not None and (isinstance(layer, bool) or not isinstance(layer, int) or layer < 1):
+        raise ConfigError(f"{where}.decoder_layer must be null (the encoder's output) or a block number >= 1, got {layer!r}")
     return {
         "type": mtype,
         "tokenizer": _tokenizer_kwargs(spec.tokenizer, cfg.get("tokenizer"), f"{where}.tokenizer"),
@@ -93,6 +100,8 @@ def normalize_modality(key: str, cfg: dict | None) -> dict:
         "objective": _component("objective", OBJECTIVES, cfg.get("objective"), spec.objective, f"{where}.objective"),
         "loss_weight": float(weight),
         "processor": processor,
+        "encoder_mask": encoder_mask,
+        "decoder_layer": layer,
     }
 
 

@@ -109,7 +109,13 @@ def init_vit_weights(module: nn.Module) -> None:
 
 
 def key_padding_to_attn_mask(valid: Tensor | None) -> Tensor | None:
-    """(B, N) bool, True = real token -> (B, 1, 1, N) mask for SDPA (None passes through)."""
+    """(B, N) bool, True = real token -> (B, 1, 1, N) mask for SDPA (None passes through).
+
+    A row with no real token at all (an empty caption without any other token) attends to every
+    position instead of none, so its outputs stay finite; they are never reconstruction targets.
+    """
     if valid is None:
         return None
-    return valid[:, None, None, :].to(torch.bool)
+    valid = valid.to(torch.bool)
+    valid = valid | ~valid.any(dim=1, keepdim=True)
+    return valid[:, None, None, :]

@@ -2,6 +2,7 @@
 
 from .base import DECODERS
 from .local_window import LocalWindowDecoder
+from .mlp import MLPDecoder
 from .transformer import TransformerDecoder
 
-__all__ = ["DECODERS", "LocalWindowDecoder", "TransformerDecoder"]
+__all__ = ["DECODERS", "LocalWindowDecoder", "MLPDecoder", "TransformerDecoder"]

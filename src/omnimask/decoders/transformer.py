@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor, nn
 
-from ..backbone.blocks import Block
+from ..backbone.blocks import Block, key_padding_to_attn_mask
 from ..masking.base import MaskSpec, gather_tokens
 from .base import DECODERS
 
@@ -88,6 +88,7 @@ class TransformerDecoder(nn.Module):
         global_tokens: Tensor | None = None,
         other_tokens: Tensor | None = None,
         grid: tuple[int, ...] | None = None,
+        valid: Tensor | None = None,
     ) -> Tensor:
         """Args:
             visible: (B, K, in_dim) encoded visible tokens of this modality, in ``spec.ids_keep`` order.
@@ -96,6 +97,7 @@ class TransformerDecoder(nn.Module):
             global_tokens: (B, G, in_dim) e.g. the encoded ``[CLS]``.
             other_tokens: (B, M, in_dim) other modalities' encoded visible tokens.
             grid: the modality's token grid (unused here: attention is global; windowed decoders need it).
+            valid: optional (B, N) bool over the grid, False = padding that no position attends to.
         Returns:
             (B, N, out_dim) predictions for every grid position, or (B, Q, out_dim) for the
             positions ``spec.ids_decode`` when the spec selects decoder targets.
@@ -107,11 +109,13 @@ class TransformerDecoder(nn.Module):
             x = torch.cat([x, self.mask_token.expand(b, n - x.shape[1], -1).to(x.dtype)], dim=1)
             x = gather_tokens(x, spec.ids_restore)
             num_out = n
+            keys = valid
         else:
             queries = self.mask_token.to(x.dtype).expand(b, spec.ids_decode.shape[1], -1)
             x = torch.cat([x, queries], dim=1)
             pos = torch.cat([gather_tokens(pos, spec.ids_keep), gather_tokens(pos, spec.ids_decode)], dim=1)
             num_out = queries.shape[1]
+            keys = None if valid is None else torch.cat([torch.gather(valid, 1, spec.ids_keep), torch.gather(valid, 1, spec.ids_decode)], 1)
         ctx = []
         if self.context in ("all", "global") and global_tokens is not None:
             ctx.append(global_tokens)
@@ -121,8 +125,11 @@ class TransformerDecoder(nn.Module):
             ctx_tokens = self.embed(torch.cat(ctx, dim=1))
             x = torch.cat([ctx_tokens, x], dim=1)
             pos = torch.cat([pos.new_zeros(b, ctx_tokens.shape[1], pos.shape[-1]), pos], dim=1)
+            if keys is not None:
+                keys = torch.cat([keys.new_ones(b, ctx_tokens.shape[1]), keys], dim=1)
+        attn_mask = key_padding_to_attn_mask(keys)
         if not self.pos_every_block:
             x = x + pos
         for blk in self.blocks:
-            x = blk(x + pos if self.pos_every_block else x)
+            x = blk(x + pos if self.pos_every_block else x, attn_mask)
         return self.pred(self.norm(x[:, -num_out:]))

@@ -7,6 +7,7 @@ from .base import MODALITIES, ModalitySpec, TokenizedInput, Tokenizer, register_
 from . import image  # noqa: F401  (registers "image")
 from . import video  # noqa: F401  (registers "video")
 from . import points  # noqa: F401  (registers "points")
+from . import text  # noqa: F401  (registers "text")
 from . import audio  # noqa: F401  (registers "audio")
 
 __all__ = ["MODALITIES", "ModalitySpec", "TokenizedInput", "Tokenizer", "register_modality"]

@@ -31,6 +31,8 @@ class TokenizedInput:
             spatial masking and the decoder's position embedding.
         target: optional (B, N, patch_dim) reconstruction target, when tokenizing already computed
             it (point groups come out of the same sampling pass); ``None`` = ``tokenizer.patchify(x)``.
+        valid: optional (B, N) bool, False marks padding (text): no token attends to it and it is
+            never a reconstruction target.
     """
 
     tokens: Tensor
@@ -38,6 +40,7 @@ class TokenizedInput:
     pos: Tensor | None = None
     coords: Tensor | None = None
     target: Tensor | None = None
+    valid: Tensor | None = None
 
 
 class Tokenizer(nn.Module):
@@ -59,6 +62,17 @@ class Tokenizer(nn.Module):
     #: function of each token's coordinates (points): then :meth:`tokenize` returns ``pos`` and
     #: ``coords``, and :meth:`position_embedding` builds the decoder's position module.
     coordinate_positions: bool = False
+
+    @property
+    def output_dim(self) -> int:
+        """Values the decoder predicts per token: ``patch_dim`` for regression targets; a text
+        tokenizer predicts one logit per vocabulary entry."""
+        return self.patch_dim
+
+    def replace_hidden(self, x: Tensor, mask: Tensor) -> Tensor:
+        """``x`` with the hidden tokens (``mask`` True) replaced by the modality's mask symbol, for
+        ``encoder_mask: replace`` (BERT-style: the encoder sees ``[MASK]`` where a token was)."""
+        raise NotImplementedError(f"{type(self).__name__} has no mask symbol: use encoder_mask: drop")
 
     def grid(self, x: Tensor, interpolate_pos: bool = False) -> tuple[int, ...]:
         """Validate ``x`` and return its token grid; raise ValueError naming what is wrong."""
@@ -121,6 +135,9 @@ class ModalitySpec:
     visualize: Callable[..., Any] | None = None
     build_dataset: Callable[[dict, dict, str], Any] | None = None
     description: str = ""
+    #: ``drop``: hidden tokens are left out of the encoder (MAE); ``replace``: they enter it as the
+    #: tokenizer's mask symbol and the decoder reads every position (BERT; M3AE's MLM head).
+    encoder_mask: str = "drop"
 
 
 MODALITIES: Registry[ModalitySpec] = Registry("modality")

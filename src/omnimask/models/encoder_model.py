@@ -79,7 +79,11 @@ class OmniMaskModel(HubMixin, nn.Module):
         return {k: self.tokenizers[k].tokenize(x, interpolate_pos) for k, x in batch.items()}
 
     def encode(
-        self, visible: dict[str, Tensor], output_hidden_states: bool = False, pos: dict[str, Tensor] | None = None
+        self,
+        visible: dict[str, Tensor],
+        output_hidden_states: bool = False,
+        pos: dict[str, Tensor] | None = None,
+        valid: dict[str, Tensor] | None = None,
     ) -> EncoderOutput:
         """Run the shared encoder once over ``[CLS] + visible tokens of every modality``.
 
@@ -87,8 +91,9 @@ class OmniMaskModel(HubMixin, nn.Module):
             visible: per modality (B, K_m, D) tokens.
             pos: per modality (B, K_m, D) positions not yet added (modalities with per-sample
                 positions); added once here, or before every block with ``encoder.pos_every_block``.
+            valid: per modality (B, K_m) bool, False = padding no token attends to (text).
         """
-        pos = pos or {}
+        pos, valid = pos or {}, valid or {}
         b = next(iter(visible.values())).shape[0]
         every_block = self.config.encoder_config.pos_every_block
         seq, pos_seq = [], []
@@ -102,12 +107,17 @@ class OmniMaskModel(HubMixin, nn.Module):
             seq.append(tok + self.modality_embed[k] if self.modality_embed is not None else tok)
             pos_seq.append(p if p is not None else tok.new_zeros(tok.shape))
         x = torch.cat(seq, dim=1)
+        key_valid = None
+        if valid:
+            flags = [torch.ones(b, 1, dtype=torch.bool, device=x.device)] if self.cls_token is not None else []
+            flags += [valid[k] if k in valid else torch.ones(b, tok.shape[1], dtype=torch.bool, device=x.device) for k, tok in visible.items()]
+            key_valid = torch.cat(flags, dim=1)
         block_pos = torch.cat(pos_seq, dim=1).to(x.dtype) if every_block and any(p is not None for p in pos.values()) else None
         layers = None
         if output_hidden_states:
-            x, layers = self.encoder(x, return_layers=True, pos=block_pos)
+            x, layers = self.encoder(x, key_valid, return_layers=True, pos=block_pos)
         else:
-            x = self.encoder(x, pos=block_pos)
+            x = self.encoder(x, key_valid, pos=block_pos)
         g = 1 if self.cls_token is not None else 0
         parts = dict(zip(visible, torch.split(x[:, g:], [t.shape[1] for t in visible.values()], dim=1)))
         return EncoderOutput(x, x[:, :g], parts, layers)
@@ -122,20 +132,29 @@ class OmniMaskModel(HubMixin, nn.Module):
     ) -> OmniMaskModelOutput:
         """Encode all tokens (or only the visible ones, given ``masks={name: bool (B, N)}``, True = hidden)."""
         batch = self.collect_inputs(inputs, modalities)
-        visible, pos = {}, {}
+        visible, pos, valid = {}, {}, {}
         for k, t in self.embed(batch, interpolate_pos_encoding).items():
-            tok, p = t.tokens, t.pos
+            tok, p, v = t.tokens, t.pos, t.valid
             if masks and k in masks:
                 ids_keep = spec_from_mask(masks[k].to(tok.device), f"masks[{k!r}]").ids_keep
                 tok, p = gather_tokens(tok, ids_keep), None if p is None else gather_tokens(p, ids_keep)
+                v = None if v is None else torch.gather(v, 1, ids_keep)
             visible[k] = tok
             if p is not None:
                 pos[k] = p
-        out = self.encode(visible, output_hidden_states, pos)
+            if v is not None:
+                valid[k] = v
+        out = self.encode(visible, output_hidden_states, pos, valid)
         tokens = torch.cat(list(out.parts.values()), dim=1)
+        if valid:  # the mean over real tokens: padding does not dilute it
+            w = torch.cat([valid.get(k, torch.ones(p.shape[:2], dtype=torch.bool, device=p.device)) for k, p in out.parts.items()], 1)
+            w = w.unsqueeze(-1).to(tokens.dtype)
+            pooled = (tokens * w).sum(1) / w.sum(1).clamp(min=1)
+        else:
+            pooled = tokens.mean(dim=1)
         return OmniMaskModelOutput(
             last_hidden_state=out.last_hidden_state,
-            pooler_output=tokens.mean(dim=1),
+            pooler_output=pooled,
             hidden=out.parts,
             cls=out.global_tokens[:, 0] if out.global_tokens.shape[1] else None,
             hidden_states=out.hidden_states,

@@ -20,7 +20,7 @@ from torch import Tensor, nn
 from ..backbone.blocks import init_vit_weights
 from ..configuration import OmniMaskConfig
 from ..decoders import DECODERS
-from ..masking import build_masking, gather_tokens, with_decode
+from ..masking import MaskSpec, build_masking, gather_tokens, with_decode
 from ..objectives import OBJECTIVES
 from .encoder_model import PRETRAINING_PREFIX, OmniMaskModel
 from .hub import HubMixin
@@ -34,6 +34,22 @@ class _Buffers(nn.Module):
 
     def add(self, name: str, value: Tensor) -> None:
         self.register_buffer(name, value, persistent=False)
+
+
+def spec_all_visible(spec: MaskSpec) -> MaskSpec:
+    """The encoder's view under ``encoder_mask: replace``: every position enters, in grid order;
+    ``mask`` still marks the hidden (replaced) positions the loss counts."""
+    b, n = spec.mask.shape
+    ar = torch.arange(n, device=spec.mask.device).expand(b, n)
+    return MaskSpec(ar, ar, spec.mask, spec.decode, spec.ids_decode)
+
+
+def _replace(tokenizer: Any, x: Tensor, mask: Tensor, interpolate_pos: bool, original: Any) -> Any:
+    """Re-tokenize ``x`` with its hidden tokens replaced; keep the original target and padding."""
+    t = tokenizer.tokenize(tokenizer.replace_hidden(x, mask), interpolate_pos)
+    t.target = original.target if original.target is not None else tokenizer.patchify(x)
+    t.valid = original.valid
+    return t
 
 
 class OmniMaskForPreTraining(HubMixin, nn.Module):
@@ -61,7 +77,7 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
             tok = self.omnimask.tokenizers[k]
             where = f"modalities.{k}"
             dec_cfg = {n: v for n, v in m["decoder"].items() if n != "name"}
-            self.decoders[k] = DECODERS.build(m["decoder"]["name"], dec_cfg, f"{where}.decoder", in_dim=dim, out_dim=tok.patch_dim)
+            self.decoders[k] = DECODERS.build(m["decoder"]["name"], dec_cfg, f"{where}.decoder", in_dim=dim, out_dim=tok.output_dim)
             obj_cfg = {n: v for n, v in m["objective"].items() if n != "name"}
             self.objectives[k] = OBJECTIVES.build(
                 m["objective"]["name"], obj_cfg, f"{where}.objective", channels=tok.channels,
@@ -73,6 +89,33 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
             else:
                 self.decoder_pos.add(k, tok.positions(tok.base_grid, self.decoders[k].dim))
         self.decoders.apply(init_vit_weights)
+
+    def _padding_noise(self, key: str, t: Any, generator: torch.Generator | None) -> Tensor | None:
+        """Noise that keeps padded positions visible (smallest noise = kept), so a noise-driven
+        strategy hides real tokens first; ``None`` for other strategies."""
+        strategy = self.maskings[key]
+        n = t.valid.shape[1]
+        if not strategy.uses_noise or tuple(strategy.noise_shape(t.grid)) != (n,):
+            return None
+        shape = tuple(t.valid.shape)
+        if generator is not None:
+            noise = torch.rand(shape, generator=generator, device=generator.device).to(t.valid.device)
+        else:
+            noise = torch.rand(shape, device=t.valid.device)
+        return noise.masked_fill(~t.valid, -1.0)
+
+    def _decoder_inputs(self, key: str, enc: Any) -> dict[str, Tensor]:
+        """Each modality's encoded tokens, from the encoder's output or, with ``decoder_layer: l``,
+        from the output of block ``l`` (before the final norm; medical M3AE decodes images there)."""
+        layer = self.config.modalities[key]["decoder_layer"]
+        if not layer:
+            return enc.parts
+        depth = len(self.omnimask.encoder.blocks)
+        if layer > depth:
+            raise ValueError(f"modalities.{key}.decoder_layer {layer} exceeds the encoder's {depth} blocks")
+        g = enc.global_tokens.shape[1]
+        sizes = [p.shape[1] for p in enc.parts.values()]
+        return dict(zip(enc.parts, torch.split(enc.hidden_states[layer - 1][:, g:], sizes, dim=1)))
 
     def _decoder_positions(self, key: str, grid: tuple[int, ...], coords: Tensor | None) -> Tensor:
         tok = self.omnimask.tokenizers[key]
@@ -101,36 +144,55 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
             if stray:
                 raise KeyError(f"{name} given for {stray}, which are not in the batch {list(batch)}")
         tokens = self.omnimask.embed(batch, interpolate_pos_encoding)
-        specs, visible, visible_pos, grids = {}, {}, {}, {}
+        specs, enc_specs, visible, visible_pos, visible_valid, grids = {}, {}, {}, {}, {}, {}
         for k, t in tokens.items():
             seeds = mask_seeds.get(k)
+            given_noise = noise.get(k)
+            if given_noise is None and t.valid is not None and k not in masks and seeds is None:
+                given_noise = self._padding_noise(k, t, generator)
             spec = self.maskings[k](
-                t.tokens.shape[0], t.grid, device=t.tokens.device, noise=noise.get(k), mask=masks.get(k), decode=decode_masks.get(k),
-                generator=None if seeds is not None or k in noise or k in masks else generator, seeds=seeds, coords=t.coords,
+                t.tokens.shape[0], t.grid, device=t.tokens.device, noise=given_noise, mask=masks.get(k), decode=decode_masks.get(k),
+                generator=None if seeds is not None or given_noise is not None or k in masks else generator, seeds=seeds, coords=t.coords,
             )
             if spec.ids_decode is None and getattr(self.decoders[k], "predict", "all") == "hidden":
                 spec = with_decode(spec, spec.mask, f"modalities.{k}: the decoder predicts hidden positions; mask")
             specs[k] = spec
-            visible[k] = gather_tokens(t.tokens, spec.ids_keep)
+            enc_spec = spec
+            if self.config.modalities[k]["encoder_mask"] == "replace":
+                # BERT-style: every position enters the encoder, hidden ones as the mask symbol.
+                t = tokens[k] = _replace(self.omnimask.tokenizers[k], batch[k], spec.mask, interpolate_pos_encoding, t)
+                enc_spec = spec_all_visible(spec)
+            enc_specs[k] = enc_spec
+            visible[k] = gather_tokens(t.tokens, enc_spec.ids_keep)
             if t.pos is not None:
-                visible_pos[k] = gather_tokens(t.pos, spec.ids_keep)
+                visible_pos[k] = gather_tokens(t.pos, enc_spec.ids_keep)
+            if t.valid is not None:
+                visible_valid[k] = torch.gather(t.valid, 1, enc_spec.ids_keep)
             grids[k] = t.grid
-        enc = self.omnimask.encode(visible, pos=visible_pos)
+        layers_needed = any(self.config.modalities[k]["decoder_layer"] for k in specs)
+        enc = self.omnimask.encode(visible, output_hidden_states=layers_needed, pos=visible_pos, valid=visible_valid)
         losses, preds = {}, {}
         for k, spec in specs.items():
-            others = [p for j, p in enc.parts.items() if j != k]
+            parts = self._decoder_inputs(k, enc)
+            others = [p for j, p in parts.items() if j != k]
+            extra = {"valid": tokens[k].valid} if tokens[k].valid is not None else {}
             pred = self.decoders[k](
-                enc.parts[k],
-                spec,
-                self._decoder_positions(k, grids[k], tokens[k].coords).to(enc.parts[k].dtype),
+                parts[k],
+                enc_specs[k],
+                self._decoder_positions(k, grids[k], tokens[k].coords).to(parts[k].dtype),
                 global_tokens=enc.global_tokens if enc.global_tokens.shape[1] else None,
                 other_tokens=torch.cat(others, dim=1) if others else None,
                 grid=grids[k],
+                **extra,
             )
             target = tokens[k].target if tokens[k].target is not None else self.omnimask.tokenizers[k].patchify(batch[k])
+            loss_mask = spec.loss_mask
+            if tokens[k].valid is not None:  # padding is never a target
+                valid = tokens[k].valid if spec.ids_decode is None else torch.gather(tokens[k].valid, 1, spec.ids_decode)
+                loss_mask = loss_mask & valid
             if spec.ids_decode is not None:  # the decoder predicted only the selected positions
                 target = gather_tokens(target, spec.ids_decode)
-            losses[k] = self.objectives[k](pred, target, spec.loss_mask)
+            losses[k] = self.objectives[k](pred, target, loss_mask)
             preds[k] = pred
         weights = {k: self.config.modalities[k]["loss_weight"] for k in losses}
         loss = sum(weights[k] * losses[k] for k in losses)

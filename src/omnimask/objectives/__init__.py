@@ -2,6 +2,7 @@
 
 from .base import OBJECTIVES
 from .chamfer import CHAMFER_NORMS, MaskedChamfer
+from .cross_entropy import MaskedCrossEntropy
 from .mse import TARGET_NORMS, MaskedMSE
 
-__all__ = ["OBJECTIVES", "CHAMFER_NORMS", "MaskedChamfer", "MaskedMSE", "TARGET_NORMS"]
+__all__ = ["OBJECTIVES", "CHAMFER_NORMS", "MaskedChamfer", "MaskedCrossEntropy", "MaskedMSE", "TARGET_NORMS"]
