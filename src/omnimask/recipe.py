@@ -30,6 +30,7 @@ import torch
 from .config import apply_overrides, from_dict, load_yaml, to_dict
 from .configuration import OmniMaskConfig
 from .data.errors import DataReadError
+from .data.pairs import PairsDataConfig, build_pairs_dataset
 from .evaluation import EvalConfig, compare_encoders, encode_dataset
 from .modalities import MODALITIES
 from .models import OmniMaskForPreTraining, OmniMaskModel
@@ -68,7 +69,7 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> RecipeConfig
     )
     check_keys(cfg.model, ("encoder", "modalities"), "model")
     OmniMaskConfig(**cfg.model)  # validate the model section now, before any work starts
-    check_keys(cfg.data, cfg.model.get("modalities", {"image": {}}), "data (keys must be model modalities)")
+    check_keys(cfg.data, [*cfg.model.get("modalities", {"image": {}}), "pairs"], "data (keys must be model modalities, or pairs)")
     return cfg
 
 
@@ -160,21 +161,27 @@ def run(cfg: RecipeConfig, resume: bool | str = False) -> dict[str, Any]:
     torch.manual_seed(cfg.train.seed)
     model = OmniMaskForPreTraining(config)
     keys = list(config.modalities)
-    train_sets = [build_dataset(config, cfg.data, k, "train") for k in keys]
-    if len(train_sets) > 1:
-        raise ConfigError("this runner trains on one dataset; several modality datasets in one run come with dataset mixing")
-    # Pictures show held-out samples when there is a validation split, else un-augmented training ones.
-    if cfg.eval.enabled:
-        picture_set = build_dataset(config, cfg.data, keys[0], "val")
+    pairs = from_dict(PairsDataConfig, cfg.data["pairs"], "data.pairs") if "pairs" in cfg.data else None
+    if pairs is not None:  # one dataset yields image and caption together
+        train_sets = [build_pairs_dataset(pairs, config.modalities, "train")]
+        picture_set = build_pairs_dataset(pairs, config.modalities, "val")
     else:
-        try:
+        train_sets = [build_dataset(config, cfg.data, k, "train") for k in keys]
+        if len(train_sets) > 1:
+            raise ConfigError("this runner trains on one dataset: give paired data (data.pairs), or one modality")
+        # Pictures show held-out samples when there is a validation split, else un-augmented training ones.
+        if cfg.eval.enabled:
             picture_set = build_dataset(config, cfg.data, keys[0], "val")
-        except ValueError as err:
-            log.info("reconstruction pictures use training samples (%s)", err)
-            picture_set = build_dataset(config, cfg.data, keys[0], "train_eval")
+        else:
+            try:
+                picture_set = build_dataset(config, cfg.data, keys[0], "val")
+            except ValueError as err:
+                log.info("reconstruction pictures use training samples (%s)", err)
+                picture_set = build_dataset(config, cfg.data, keys[0], "train_eval")
     # Evenly spaced samples, so a class-sorted folder shows several classes.
     picks = torch.linspace(0, len(picture_set) - 1, min(8, len(picture_set))).long().tolist()
-    samples = {keys[0]: torch.stack([picture_set[i][keys[0]] for i in picks])}
+    shown = keys if pairs is not None else keys[:1]
+    samples = {k: torch.stack([picture_set[i][k] for i in picks]) for k in shown}
     hook = ReconstructionHook(samples, cfg.visualize_every, out_dir / "reconstructions")
     trainer = Trainer(model, train_sets[0], cfg.train, cfg.optim, hooks=[hook])
     params = sum(p.numel() for p in model.parameters())
@@ -194,7 +201,9 @@ def run(cfg: RecipeConfig, resume: bool | str = False) -> dict[str, Any]:
     print(f"\nSaved the pretrained model to {final} (load it with OmniMaskForPreTraining.from_pretrained or AutoModel)")
     if picture:
         print(f"Reconstruction picture: {picture}")
-    if cfg.eval.enabled:
+    if cfg.eval.enabled and pairs is not None:
+        summary["eval"] = _evaluate_pairs(cfg, config, final, picture_set, pairs)
+    elif cfg.eval.enabled:
         key = keys[0]
         train_eval = encode_dataset(build_dataset(config, cfg.data, key, "train_eval"), key)
         val = encode_dataset(picture_set, key)
@@ -209,6 +218,29 @@ def run(cfg: RecipeConfig, resume: bool | str = False) -> dict[str, Any]:
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     (out_dir / "recipe.json").write_text(json.dumps(to_dict(cfg), indent=2, default=str))
     return summary
+
+
+def _evaluate_pairs(cfg: RecipeConfig, config: OmniMaskConfig, final: Path, val_set: Any, pairs: PairsDataConfig) -> dict:
+    """Held-out image <-> text retrieval (each modality encoded alone, mean-pooled) and text-only
+    masked-token accuracy, for the pretrained model against the model it started from."""
+    from .evaluation import compare_retrieval, masked_token_accuracy
+
+    items = [val_set[i] for i in range(len(val_set))]
+    images = torch.stack([it[pairs.image] for it in items])
+    texts = torch.stack([it[pairs.text] for it in items])
+    torch.manual_seed(cfg.train.seed)
+    initial = OmniMaskForPreTraining(config)
+    trained = OmniMaskForPreTraining.from_pretrained(final)
+    models = {"pretrained (omnimask)": trained, "random init": initial}
+    report = compare_retrieval({k: m.omnimask for k, m in models.items()}, images, texts, pairs.image, pairs.text)
+    for name, m in models.items():
+        report[name]["masked_token_acc"] = masked_token_accuracy(m, pairs.text, texts, seed=cfg.eval.seed)
+    print(f"\nHeld-out retrieval on {len(images)} image-caption pairs (each modality encoded alone, mean-pooled, cosine):")
+    cols = ["i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1", "t2i_R@5", "t2i_R@10", "masked_token_acc"]
+    print(f"  {'encoder':<24}" + "".join(f"{c:>18}" for c in cols))
+    for name, r in report.items():
+        print(f"  {name:<24}" + "".join(f"{r[c]:>17.1f}%" for c in cols))
+    return report
 
 
 def _find_config(path: str | Path) -> Path:

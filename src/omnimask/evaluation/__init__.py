@@ -9,7 +9,7 @@ from .classification import (
     finetune_accuracy,
     linear_probe_accuracy,
 )
-from .retrieval import retrieval_recall
+from .retrieval import compare_retrieval, masked_token_accuracy, pooled_features, retrieval_recall
 
 __all__ = [
     "Classifier",
@@ -20,4 +20,7 @@ __all__ = [
     "finetune_accuracy",
     "linear_probe_accuracy",
     "retrieval_recall",
+    "compare_retrieval",
+    "masked_token_accuracy",
+    "pooled_features",
 ]

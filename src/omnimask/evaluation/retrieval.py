@@ -20,7 +20,7 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["retrieval_recall"]
+__all__ = ["retrieval_recall", "compare_retrieval", "masked_token_accuracy", "pooled_features"]
 
 
 def _check(image: Tensor, text: Tensor, text_to_image: Tensor) -> None:
@@ -58,3 +58,38 @@ def retrieval_recall(image: Tensor, text: Tensor, text_to_image: Tensor, ks: Seq
         out[f"i2t_R@{k}"] = 100.0 * float((i2t_rank < k).double().mean())
         out[f"t2i_R@{k}"] = 100.0 * float((t2i_rank < k).double().mean())
     return out
+
+
+@torch.no_grad()
+def pooled_features(encoder: torch.nn.Module, key: str, x: Tensor, batch: int = 256) -> Tensor:
+    """Mean-pooled encoder features of one modality fed alone (padding excluded for text)."""
+    encoder.eval()
+    return torch.cat([encoder({key: x[i : i + batch]}).pooler_output for i in range(0, len(x), batch)])
+
+
+def compare_retrieval(encoders: dict[str, torch.nn.Module], images: Tensor, texts: Tensor, image_key: str = "image",
+                      text_key: str = "text", ks: Sequence[int] = (1, 5, 10)) -> dict[str, dict[str, float]]:
+    """Image <-> text retrieval recall for each encoder on pairs ``(images[i], texts[i])``: each
+    modality is encoded alone and mean-pooled, and the pairs are matched by cosine similarity."""
+    pairs = torch.arange(len(texts))
+    return {name: retrieval_recall(pooled_features(enc, image_key, images), pooled_features(enc, text_key, texts), pairs, ks)
+            for name, enc in encoders.items()}
+
+
+@torch.no_grad()
+def masked_token_accuracy(model: torch.nn.Module, key: str, texts: Tensor, seed: int = 0, batch: int = 256) -> float:
+    """Share (in %) of hidden real tokens a pretraining model predicts exactly, text fed alone,
+    masks drawn by the model's own strategy from ``seed``."""
+    model.eval()
+    g = torch.Generator().manual_seed(seed)
+    hits = total = 0
+    for i in range(0, len(texts), batch):
+        x = texts[i : i + batch]
+        out = model({key: x}, generator=g)
+        spec = out.specs[key]
+        counted = spec.loss_mask & (x != model.omnimask.tokenizers[key].pad_id if spec.ids_decode is None
+                                    else torch.gather(x, 1, spec.ids_decode) != model.omnimask.tokenizers[key].pad_id)  # fmt: skip
+        ids = x if spec.ids_decode is None else torch.gather(x, 1, spec.ids_decode)
+        hits += int(((out.pred[key].argmax(-1) == ids) & counted).sum())
+        total += int(counted.sum())
+    return 100.0 * hits / max(total, 1)

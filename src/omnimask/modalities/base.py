@@ -135,6 +135,9 @@ class ModalitySpec:
     visualize: Callable[..., Any] | None = None
     build_dataset: Callable[[dict, dict, str], Any] | None = None
     description: str = ""
+    #: Optional ``(modality_cfg, directory, key) -> processor updates``: writes files the processor
+    #: needs (a text tokenizer) next to a saved model; paths in the updates are relative to it.
+    save_assets: Callable[[dict, Any, str], dict] | None = None
     #: ``drop``: hidden tokens are left out of the encoder (MAE); ``replace``: they enter it as the
     #: tokenizer's mask symbol and the decoder reads every position (BERT; M3AE's MLM head).
     encoder_mask: str = "drop"

@@ -122,6 +122,22 @@ def _build_processor(tokenizer_cfg: dict, processor_cfg: dict) -> Callable[[Any]
     return process
 
 
+def _save_assets(modality_cfg: dict, directory: Any, key: str) -> dict:
+    """Copy the processor's tokenizer next to the saved model (``tokenizer_<key>/``), so
+    ``OmniMaskProcessor.from_pretrained`` restores the very ids the model was trained with."""
+    from pathlib import Path
+
+    from ..data.text import TextTokenizer
+
+    path = modality_cfg["processor"].get("tokenizer")
+    target = Path(directory) / f"tokenizer_{key}"
+    if path and Path(path).resolve() == target.resolve():
+        return {}  # saving over the directory it was loaded from
+    tok = TextTokenizer(path) if path else TextTokenizer.default()
+    tok.save(target)
+    return {"tokenizer": target.name}
+
+
 register_modality(
     ModalitySpec(
         name="text",
@@ -132,6 +148,7 @@ register_modality(
         objective={"name": "cross_entropy"},
         processor={},
         build_processor=_build_processor,
+        save_assets=_save_assets,
         description="token ids (sentencepiece or a local Hugging Face tokenizer) with 1-D positions, padding-aware (M3AE)",
     )
 )

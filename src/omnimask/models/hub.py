@@ -8,6 +8,7 @@ that an encoder-only model deliberately drops a pretraining checkpoint's decoder
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import os
@@ -61,6 +62,11 @@ def read_config(directory: Path) -> OmniMaskConfig:
     if mtype != OmniMaskConfig.model_type:
         hint = " Convert it first: omnimask convert --from hf-vitmae SRC DST" if mtype == "vit_mae" else ""
         raise ValueError(f"{directory} holds a {mtype!r} checkpoint, not an omnimask one (model_type 'omnimask').{hint}")
+    # Files saved next to the model (a text tokenizer) are named relative to it: make them absolute.
+    for m in (raw.get("modalities") or {}).values():
+        path = (m.get("processor") or {}).get("tokenizer")
+        if isinstance(path, str) and not os.path.isabs(path):
+            m["processor"]["tokenizer"] = str(directory / path)
     return OmniMaskConfig.from_dict(raw)
 
 
@@ -75,7 +81,7 @@ class HubMixin:
         out = Path(save_directory)
         out.mkdir(parents=True, exist_ok=True)
         self.config.architectures = [type(self).__name__]
-        self.config.save_pretrained(out)
+        self._config_with_assets(out).save_pretrained(out)
         state = {k: v.detach().contiguous().cpu() for k, v in self.state_dict().items()}  # type: ignore[attr-defined]
         fd, tmp = tempfile.mkstemp(dir=out, prefix=".model.", suffix=".tmp")
         os.close(fd)
@@ -86,6 +92,19 @@ class HubMixin:
             if os.path.exists(tmp):
                 os.unlink(tmp)
         return out
+
+    def _config_with_assets(self, out: Path) -> OmniMaskConfig:
+        """Let each modality write what its processor needs (a text tokenizer) into ``out``; the
+        returned copy of the config names those files relative to the model directory (the
+        model's own config is left as it is)."""
+        from ..modalities import MODALITIES
+
+        config = copy.deepcopy(self.config)
+        for key, m in config.modalities.items():
+            spec = MODALITIES.get(m["type"])
+            if spec.save_assets is not None:
+                m["processor"].update(spec.save_assets(m, out, key))
+        return config
 
     @classmethod
     def _adapt_state_dict(cls, state: dict[str, torch.Tensor], source: Path) -> dict[str, torch.Tensor]:

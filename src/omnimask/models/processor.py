@@ -20,17 +20,24 @@ __all__ = ["OmniMaskProcessor"]
 
 
 class OmniMaskProcessor:
-    def __init__(self, config: OmniMaskConfig) -> None:
+    def __init__(self, config: OmniMaskConfig, base_dir: str | os.PathLike | None = None) -> None:
+        """``base_dir``: the model directory relative file names in the processor settings (a saved
+        text tokenizer) resolve against."""
         self.config = config
         self._fns = {}
         for k, m in config.modalities.items():
             spec = MODALITIES.get(m["type"])
             if spec.build_processor is not None:
-                self._fns[k] = spec.build_processor(m["tokenizer"], m["processor"])
+                proc = dict(m["processor"])
+                path = proc.get("tokenizer")
+                if base_dir is not None and isinstance(path, str) and not os.path.isabs(path):
+                    proc["tokenizer"] = os.path.join(os.fspath(base_dir), path)
+                self._fns[k] = spec.build_processor(m["tokenizer"], proc)
 
     @classmethod
     def from_pretrained(cls, path: str | os.PathLike, **kwargs: Any) -> "OmniMaskProcessor":
-        return cls(read_config(_resolve_dir(path, kwargs)))
+        directory = _resolve_dir(path, kwargs)
+        return cls(read_config(directory), base_dir=directory)
 
     def __call__(self, **samples: Sequence[Any]) -> dict[str, Tensor]:
         out = {}

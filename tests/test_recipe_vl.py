@@ -1,0 +1,84 @@
+"""The vision-language recipe: M3AE's defaults in the paper config, a run on the embedded captioned
+digits with retrieval and masked-token accuracy at the end, and paired-data errors."""
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from omnimask import OmniMaskConfig
+from omnimask.data.pairs import PairsDataConfig, build_pairs_dataset
+from omnimask.recipe import load_recipe, main as recipe_main
+
+REPO = Path(__file__).resolve().parents[1]
+TEST_CFG = REPO / "recipes/configs/vl/m3ae_test.yaml"
+
+
+@pytest.fixture(scope="module")
+def caption_root(tmp_path_factory):
+    from omnimask.data import ensure_embedded_dataset
+
+    return ensure_embedded_dataset(tmp_path_factory.mktemp("embedded_vl"), parts=("image", "captions"), progress=False)
+
+
+@pytest.fixture(autouse=True)
+def _data_env(caption_root, monkeypatch):
+    monkeypatch.setenv("OMNIMASK_DATA_DIR", str(caption_root))
+
+
+def test_paper_config_has_m3ae_defaults():
+    cfg = load_recipe(REPO / "recipes/configs/vl/m3ae_vit_b_cc12m.yaml")
+    mods = OmniMaskConfig(**cfg.model).modalities
+    assert mods["image"]["masking"]["ratio"] == 0.75 and mods["text"]["masking"]["ratio"] == 0.75
+    assert mods["image"]["loss_weight"] == 1.0 and mods["text"]["loss_weight"] == 0.5
+    assert mods["image"]["objective"]["norm"] == "none" and mods["text"]["objective"]["name"] == "cross_entropy"
+    assert mods["image"]["tokenizer"]["image_size"] == 256 and mods["text"]["tokenizer"]["max_length"] == 64
+    assert cfg.optim.base_lr == 1.5e-4 and cfg.optim.betas == (0.9, 0.95) and cfg.train.epochs == 100
+
+
+def test_vl_recipe_trains_on_pairs_and_reports_retrieval(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert recipe_main(["--config", str(TEST_CFG), f"train.output_dir={out}"]) == 0
+    summary = json.loads((out / "summary.json").read_text())
+    for name in ("pretrained (omnimask)", "random init"):
+        r = summary["eval"][name]
+        assert {"i2t_R@1", "t2i_R@10", "masked_token_acc"} <= set(r) and 0 <= r["t2i_R@10"] <= 100
+    assert (out / "reconstruction_image.png").is_file()
+    assert "Held-out retrieval on 359 image-caption pairs" in capsys.readouterr().out
+
+
+def test_paired_dataset_items_and_errors():
+    cfg = OmniMaskConfig(**load_recipe(TEST_CFG).model)
+    ds = build_pairs_dataset(PairsDataConfig(), cfg.modalities, "val")
+    item = ds[0]
+    assert item["image"].shape == (3, 32, 32) and item["text"].shape == (32,) and item["text"].dtype == torch.long
+    assert item["text"][0] != 0 and (item["text"] == 0).any()  # a caption, then padding
+    with pytest.raises(ValueError, match="format"):
+        build_pairs_dataset(PairsDataConfig(format="parquet"), cfg.modalities, "train")
+    with pytest.raises(ValueError, match="data.pairs.path is required"):
+        build_pairs_dataset(PairsDataConfig(format="jsonl"), cfg.modalities, "train")
+    with pytest.raises(ValueError, match="no modality 'caption'"):
+        build_pairs_dataset(PairsDataConfig(text="caption"), cfg.modalities, "train")
+    small = dict(cfg.modalities)
+    small["text"] = {**small["text"], "tokenizer": {**small["text"]["tokenizer"], "vocab_size": 100}}
+    with pytest.raises(ValueError, match="vocab_size is 100"):
+        build_pairs_dataset(PairsDataConfig(), small, "train")
+
+
+def test_saved_model_carries_its_tokenizer(tmp_path):
+    from omnimask import OmniMaskForPreTraining, OmniMaskProcessor
+    from omnimask.data.text import TextTokenizer
+
+    model = OmniMaskForPreTraining(OmniMaskConfig(**load_recipe(TEST_CFG).model))
+    model.save_pretrained(tmp_path / "m")
+    assert (tmp_path / "m" / "tokenizer_text").is_dir()
+    proc = OmniMaskProcessor.from_pretrained(tmp_path / "m")
+    ids = proc(text=["a handwritten seven", "The digit 3."])["text"]
+    expected, _, _ = TextTokenizer.default().batch(["a handwritten seven", "The digit 3."], 32)
+    assert torch.equal(ids, expected)
+    assert torch.isfinite(OmniMaskForPreTraining.from_pretrained(tmp_path / "m")({"text": ids}).loss)
+    # the saved copy is what a later load uses, wherever the original file went
+    reloaded = OmniMaskForPreTraining.from_pretrained(tmp_path / "m")
+    reloaded.save_pretrained(tmp_path / "again")
+    assert OmniMaskProcessor.from_pretrained(tmp_path / "again")(text=["seven"])["text"].shape == (1, 32)
