@@ -143,7 +143,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     add_convert_parser(sub)
     data = sub.add_parser("data", help="build (or locate) the embedded dataset and print its path")
     data.add_argument("--root", default=None, help="dataset root (default: $OMNIMASK_DATA_DIR or ~/.cache/omnimask/embedded)")
-    data.add_argument("--parts", nargs="+", default=["image"], help="parts to build: image, video, points, shapes, audio (default: image)")
+    data.add_argument("--parts", nargs="+", default=["image"], help="parts to build: image, video, points, shapes, audio, captions (default: image)")
     stats = sub.add_parser("audio-stats", help="filterbank mean/std of an audio list (AudioMAE JSON, <path> <label> list or folder)")
     stats.add_argument("source", help="a .json list, a <path> <label> list file, or a folder of audio files")
     stats.add_argument("--sample-rate", type=int, default=16000, help="clips are resampled to this rate (default 16000)")
