@@ -31,6 +31,7 @@ from .config import apply_overrides, from_dict, load_yaml, to_dict
 from .configuration import OmniMaskConfig
 from .data.errors import DataReadError
 from .data.pairs import PairsDataConfig, build_pairs_dataset
+from .data.wrappers import RenamedKeys
 from .evaluation import EvalConfig, compare_encoders, encode_dataset
 from .modalities import MODALITIES
 from .models import OmniMaskForPreTraining, OmniMaskModel
@@ -73,28 +74,13 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> RecipeConfig
     return cfg
 
 
-class _Renamed(torch.utils.data.Dataset):
-    """Expose a dataset's ``src`` item under the model's modality key ``dst``."""
-
-    def __init__(self, dataset: Any, src: str, dst: str) -> None:
-        self.dataset, self.src, self.dst = dataset, src, dst
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, i: int) -> dict:
-        item = dict(self.dataset[i])
-        item[self.dst] = item.pop(self.src)
-        return item
-
-
 def build_dataset(config: OmniMaskConfig, data: dict, key: str, split: str) -> Any:
     m = config.modalities[key]
     spec = MODALITIES.get(m["type"])
     if spec.build_dataset is None:
         raise ConfigError(f"modality type {m['type']!r} has no dataset reader yet")
     ds = spec.build_dataset(data.get(key) or {}, m, split)
-    return ds if key == m["type"] else _Renamed(ds, m["type"], key)
+    return ds if key == m["type"] else RenamedKeys(ds, {m["type"]: key})
 
 
 class ReconstructionHook:

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from .wrappers import RenamedKeys
+
 __all__ = ["PairsDataConfig", "build_pairs_dataset"]
 
 
@@ -73,19 +75,4 @@ def build_pairs_dataset(cfg: PairsDataConfig, modalities: dict, split: str) -> A
     else:
         raise ValueError(f"data.pairs.format must be embedded, jsonl, csv or tar, got {cfg.format!r}")
     ds = ImageCaptionDataset(items, transform, tokenizer, **kwargs)  # type: ignore[arg-type]
-    return _Keys(ds, cfg.image, cfg.text) if (cfg.image, cfg.text) != ("image", "text") else ds
-
-
-class _Keys:
-    """Expose the dataset's ``image``/``text`` items under the model's keys."""
-
-    def __init__(self, dataset: Any, image: str, text: str) -> None:
-        self.dataset, self.image, self.text = dataset, image, text
-
-    def __len__(self) -> int:
-        return len(self.dataset)
-
-    def __getitem__(self, i: Any) -> dict:
-        item = dict(self.dataset[i])
-        item[self.image], item[self.text] = item.pop("image"), item.pop("text")
-        return item
+    return RenamedKeys(ds, {"image": cfg.image, "text": cfg.text}) if (cfg.image, cfg.text) != ("image", "text") else ds
