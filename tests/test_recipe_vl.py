@@ -43,7 +43,7 @@ def test_vl_recipe_trains_on_pairs_and_reports_retrieval(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     for name in ("pretrained (omnimask)", "random init"):
         r = summary["eval"][name]
-        assert {"i2t_R@1", "t2i_R@10", "masked_token_acc"} <= set(r) and 0 <= r["t2i_R@10"] <= 100
+        assert {"i2t_R@1", "t2i_R@10", "masked_token_acc", "masked_token_acc_with_image"} <= set(r) and 0 <= r["t2i_R@10"] <= 100
     assert (out / "reconstruction_image.png").is_file()
     assert "Held-out retrieval on 359 image-caption pairs" in capsys.readouterr().out
 

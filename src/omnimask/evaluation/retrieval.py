@@ -77,15 +77,19 @@ def compare_retrieval(encoders: dict[str, torch.nn.Module], images: Tensor, text
 
 
 @torch.no_grad()
-def masked_token_accuracy(model: torch.nn.Module, key: str, texts: Tensor, seed: int = 0, batch: int = 256) -> float:
-    """Share (in %) of hidden real tokens a pretraining model predicts exactly, text fed alone,
-    masks drawn by the model's own strategy from ``seed``."""
+def masked_token_accuracy(model: torch.nn.Module, key: str, texts: Tensor, seed: int = 0, batch: int = 256,
+                          context: dict[str, Tensor] | None = None) -> float:
+    """Share (in %) of hidden real tokens a pretraining model predicts exactly, masks drawn by the
+    model's own strategies from ``seed``. The text is fed alone, or with ``context`` (e.g.
+    ``{"image": images}``, masked by the image's own strategy): the gain is what the other
+    modality tells the model about the caption."""
     model.eval()
     g = torch.Generator().manual_seed(seed)
     hits = total = 0
     for i in range(0, len(texts), batch):
         x = texts[i : i + batch]
-        out = model({key: x}, generator=g)
+        extra = {k: v[i : i + batch] for k, v in (context or {}).items()}
+        out = model({key: x, **extra}, generator=g)
         spec = out.specs[key]
         counted = spec.loss_mask & (x != model.omnimask.tokenizers[key].pad_id if spec.ids_decode is None
                                     else torch.gather(x, 1, spec.ids_decode) != model.omnimask.tokenizers[key].pad_id)  # fmt: skip
