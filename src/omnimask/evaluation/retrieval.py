@@ -90,9 +90,7 @@ def masked_token_accuracy(model: torch.nn.Module, key: str, texts: Tensor, seed:
         x = texts[i : i + batch]
         extra = {k: v[i : i + batch] for k, v in (context or {}).items()}
         out = model({key: x, **extra}, generator=g)
-        spec = out.specs[key]
-        counted = spec.loss_mask & (x != model.omnimask.tokenizers[key].pad_id if spec.ids_decode is None
-                                    else torch.gather(x, 1, spec.ids_decode) != model.omnimask.tokenizers[key].pad_id)  # fmt: skip
+        spec, counted = out.specs[key], out.loss_mask[key]  # hidden real tokens, as the loss counts them
         ids = x if spec.ids_decode is None else torch.gather(x, 1, spec.ids_decode)
         hits += int(((out.pred[key].argmax(-1) == ids) & counted).sum())
         total += int(counted.sum())

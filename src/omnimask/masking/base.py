@@ -38,7 +38,7 @@ from torch import Tensor
 
 from ..registry import Registry
 
-__all__ = ["MaskSpec", "MaskingStrategy", "MASKING", "gather_tokens", "spec_from_mask", "spec_from_noise", "with_decode"]
+__all__ = ["MaskSpec", "MaskingStrategy", "MASKING", "gather_tokens", "spec_from_mask", "spec_from_noise", "uniform_noise", "with_decode"]
 
 MASKING: Registry[type["MaskingStrategy"]] = Registry("masking strategy")
 
@@ -92,6 +92,13 @@ def with_decode(spec: MaskSpec, decode: Tensor, where: str = "decode") -> MaskSp
         raise ValueError(f"{where}: selects no position for the decoder")
     ids = torch.argsort((~decode).to(torch.int8), dim=1, stable=True)[:, : int(counts[0]) if counts.numel() else 0]
     return MaskSpec(spec.ids_keep, spec.ids_restore, spec.mask, decode, ids)
+
+
+def uniform_noise(shape: tuple[int, ...], device: torch.device | str, generator: torch.Generator | None) -> Tensor:
+    """U[0, 1) noise of ``shape`` on ``device``, drawn from ``generator`` (on its own device) if given."""
+    if generator is not None:
+        return torch.rand(shape, generator=generator, device=generator.device).to(device)
+    return torch.rand(shape, device=device)
 
 
 def gather_tokens(tokens: Tensor, ids: Tensor) -> Tensor:
@@ -176,12 +183,7 @@ class MaskingStrategy:
         """Draw a batch of masks; the default draws uniform noise and calls :meth:`from_noise`."""
         if not self.uses_noise:
             raise NotImplementedError(f"{type(self).__name__} must implement sample()")
-        shape = (batch_size, *self.noise_shape(grid))
-        if generator is not None:
-            noise = torch.rand(shape, generator=generator, device=generator.device).to(device)
-        else:
-            noise = torch.rand(shape, device=device)
-        return self.from_noise(noise, grid, **coords)
+        return self.from_noise(uniform_noise((batch_size, *self.noise_shape(grid)), device, generator), grid, **coords)
 
     # ---- the one entry point ----------------------------------------------------------------------
     def __call__(
@@ -196,10 +198,16 @@ class MaskingStrategy:
         generator: torch.Generator | None = None,
         seeds: Sequence[int] | Tensor | None = None,
         coords: Tensor | None = None,
+        valid: Tensor | None = None,
     ) -> MaskSpec:
         """Masks for a batch. At most one of ``noise``, ``mask``, ``seeds`` and ``generator`` decides
         the encoder mask; ``decode`` (B, N) bool optionally fixes the decoder's targets; ``coords``
-        (B, N, c) are the tokens' coordinates, required by ``needs_coords`` strategies."""
+        (B, N, c) are the tokens' coordinates, required by ``needs_coords`` strategies.
+
+        ``valid`` (B, N) bool marks real tokens (False = padding). When a strategy with one noise
+        value per token draws its own noise (no ``noise``/``mask``/``seeds``), padded positions get
+        noise -1 so they stay visible and the ratio falls on real tokens. Per-sample ``seeds``
+        ignore it, so loader-made and model-made masks stay equal."""
         device = torch.device(device)
         if self.needs_coords and mask is None:
             n = math.prod(grid)
@@ -223,7 +231,7 @@ class MaskingStrategy:
             if decode is None and specs and specs[0].decode is not None:
                 decode = torch.cat([s.decode for s in specs])  # type: ignore[misc]
             return spec if decode is None else with_decode(spec, decode.to(device))
-        return self._draw(batch_size, grid, device, noise=noise, mask=mask, decode=decode, generator=generator, coords=coords)
+        return self._draw(batch_size, grid, device, noise=noise, mask=mask, decode=decode, generator=generator, coords=coords, valid=valid)
 
     def mask_for_seed(self, grid: tuple[int, ...], seed: int) -> tuple[Tensor, Tensor | None]:
         """One sample's ``(mask (N,), decode (N,) or None)`` as a function of ``seed`` (CPU).
@@ -250,8 +258,12 @@ class MaskingStrategy:
         decode: Tensor | None = None,
         generator: torch.Generator | None = None,
         coords: Tensor | None = None,
+        valid: Tensor | None = None,
     ) -> MaskSpec:
         n = math.prod(grid)
+        shape = (batch_size, *self.noise_shape(grid)) if self.uses_noise else None
+        if noise is None and mask is None and valid is not None and shape == tuple(valid.shape):
+            noise = uniform_noise(shape, device, generator).masked_fill(~valid.to(device), -1.0)  # padding kept
         extra = {"coords": coords.to(device)} if self.needs_coords and coords is not None else {}
         if mask is not None:
             if tuple(mask.shape) != (batch_size, n):

@@ -54,8 +54,9 @@ class DualMasking(MaskingStrategy):
         decode: Tensor | None = None,
         generator: torch.Generator | None = None,
         coords: Tensor | None = None,
+        valid: Tensor | None = None,
     ) -> MaskSpec:
-        spec = self.encoder._draw(batch_size, grid, device, noise=noise, mask=mask, generator=generator, coords=coords)
+        spec = self.encoder._draw(batch_size, grid, device, noise=noise, mask=mask, generator=generator, coords=coords, valid=valid)
         if decode is None:
             decode = ~self.decoder._draw(batch_size, grid, device, generator=generator, coords=coords).mask
         return with_decode(spec, decode.to(device))

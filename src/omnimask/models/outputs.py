@@ -59,6 +59,8 @@ class OmniMaskPreTrainingOutput:
         mask: per-modality bool (B, N_m), True = hidden from the encoder.
         specs: the full mask specs (ids_keep / ids_restore / decoder selection).
         grids: the token grid of each modality.
+        loss_mask: per-modality bool over ``pred``'s positions: what the loss counted (hidden,
+            decoded, not padding).
     """
 
     loss: Tensor
@@ -67,3 +69,4 @@ class OmniMaskPreTrainingOutput:
     mask: dict[str, Tensor]
     specs: dict[str, MaskSpec] = field(default_factory=dict)
     grids: dict[str, tuple[int, ...]] = field(default_factory=dict)
+    loss_mask: dict[str, Tensor] = field(default_factory=dict)

@@ -90,20 +90,6 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
                 self.decoder_pos.add(k, tok.positions(tok.base_grid, self.decoders[k].dim))
         self.decoders.apply(init_vit_weights)
 
-    def _padding_noise(self, key: str, t: Any, generator: torch.Generator | None) -> Tensor | None:
-        """Noise that keeps padded positions visible (smallest noise = kept), so a noise-driven
-        strategy hides real tokens first; ``None`` for other strategies."""
-        strategy = self.maskings[key]
-        n = t.valid.shape[1]
-        if not strategy.uses_noise or tuple(strategy.noise_shape(t.grid)) != (n,):
-            return None
-        shape = tuple(t.valid.shape)
-        if generator is not None:
-            noise = torch.rand(shape, generator=generator, device=generator.device).to(t.valid.device)
-        else:
-            noise = torch.rand(shape, device=t.valid.device)
-        return noise.masked_fill(~t.valid, -1.0)
-
     def _decoder_inputs(self, key: str, enc: Any) -> dict[str, Tensor]:
         """Each modality's encoded tokens, from the encoder's output or, with ``decoder_layer: l``,
         from the output of block ``l`` (before the final norm; medical M3AE decodes images there)."""
@@ -147,12 +133,10 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
         specs, enc_specs, visible, visible_pos, visible_valid, grids = {}, {}, {}, {}, {}, {}
         for k, t in tokens.items():
             seeds = mask_seeds.get(k)
-            given_noise = noise.get(k)
-            if given_noise is None and t.valid is not None and k not in masks and seeds is None:
-                given_noise = self._padding_noise(k, t, generator)
             spec = self.maskings[k](
-                t.tokens.shape[0], t.grid, device=t.tokens.device, noise=given_noise, mask=masks.get(k), decode=decode_masks.get(k),
-                generator=None if seeds is not None or given_noise is not None or k in masks else generator, seeds=seeds, coords=t.coords,
+                t.tokens.shape[0], t.grid, device=t.tokens.device, noise=noise.get(k), mask=masks.get(k), decode=decode_masks.get(k),
+                generator=None if seeds is not None or k in noise or k in masks else generator, seeds=seeds, coords=t.coords,
+                valid=t.valid,
             )
             if spec.ids_decode is None and getattr(self.decoders[k], "predict", "all") == "hidden":
                 spec = with_decode(spec, spec.mask, f"modalities.{k}: the decoder predicts hidden positions; mask")
@@ -171,7 +155,7 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
             grids[k] = t.grid
         layers_needed = any(self.config.modalities[k]["decoder_layer"] for k in specs)
         enc = self.omnimask.encode(visible, output_hidden_states=layers_needed, pos=visible_pos, valid=visible_valid)
-        losses, preds = {}, {}
+        losses, preds, loss_masks = {}, {}, {}
         for k, spec in specs.items():
             parts = self._decoder_inputs(k, enc)
             others = [p for j, p in parts.items() if j != k]
@@ -193,7 +177,7 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
             if spec.ids_decode is not None:  # the decoder predicted only the selected positions
                 target = gather_tokens(target, spec.ids_decode)
             losses[k] = self.objectives[k](pred, target, loss_mask)
-            preds[k] = pred
+            preds[k], loss_masks[k] = pred, loss_mask
         weights = {k: self.config.modalities[k]["loss_weight"] for k in losses}
         loss = sum(weights[k] * losses[k] for k in losses)
         return OmniMaskPreTrainingOutput(
@@ -203,6 +187,7 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
             mask={k: s.mask for k, s in specs.items()},
             specs=specs,
             grids=grids,
+            loss_mask=loss_masks,
         )
 
     @torch.no_grad()
