@@ -130,12 +130,12 @@ class ClassifierModel(nn.Module):
 
     def logits(self, inputs: dict[str, Tensor]) -> Tensor:
         x = inputs[self.modality]
+        tokenized = self.encoder.embed({self.modality: x})
         masks = None
         if self.training and self.masking is not None:
-            tokenized = self.encoder.tokenizers[self.modality].tokenize(x)  # grid and coordinates
-            spec = self.masking(x.shape[0], tokenized.grid, device=x.device, coords=tokenized.coords)
-            masks = {self.modality: spec.mask}
-        out = self.encoder({self.modality: x}, masks=masks)
+            t = tokenized[self.modality]  # the mask is drawn from its grid (and coordinates, for points)
+            masks = {self.modality: self.masking(x.shape[0], t.grid, device=x.device, coords=t.coords).mask}
+        out = self.encoder.encode_tokenized(tokenized, masks)
         feature = out.cls if self.cfg.pool == "cls" else out.hidden[self.modality].mean(dim=1)
         return self.head(self.fc_norm(feature))
 

@@ -132,8 +132,15 @@ class OmniMaskModel(HubMixin, nn.Module):
     ) -> OmniMaskModelOutput:
         """Encode all tokens (or only the visible ones, given ``masks={name: bool (B, N)}``, True = hidden)."""
         batch = self.collect_inputs(inputs, modalities)
+        return self.encode_tokenized(self.embed(batch, interpolate_pos_encoding), masks, output_hidden_states)
+
+    def encode_tokenized(
+        self, tokenized: dict[str, TokenizedInput], masks: dict[str, Tensor] | None = None, output_hidden_states: bool = False
+    ) -> OmniMaskModelOutput:
+        """:meth:`forward` after :meth:`embed`: for callers that need the tokenized input first (a
+        mask drawn from its grid or coordinates) without tokenizing twice."""
         visible, pos, valid = {}, {}, {}
-        for k, t in self.embed(batch, interpolate_pos_encoding).items():
+        for k, t in tokenized.items():
             tok, p, v = t.tokens, t.pos, t.valid
             if masks and k in masks:
                 ids_keep = spec_from_mask(masks[k].to(tok.device), f"masks[{k!r}]").ids_keep
