@@ -18,12 +18,21 @@ def _seed():
 
 @pytest.fixture(scope="session")
 def embedded_data_dir(tmp_path_factory):
-    """The embedded dataset's image, video, points and shapes parts, built once per test session in a
-    temporary directory (points and shapes together take about 1.5 s)."""
+    """The embedded dataset's image, video, points, shapes and captions parts, built once per test
+    session in a temporary directory (points and shapes together take about 1.5 s)."""
     from omnimask.data import ensure_embedded_dataset
 
-    parts = ("image", "video", "points", "shapes")
+    parts = ("image", "video", "points", "shapes", "captions")
     return ensure_embedded_dataset(tmp_path_factory.mktemp("embedded"), parts=parts, progress=False)
+
+
+@pytest.fixture(scope="session")
+def embedded_audio_dir(tmp_path_factory):
+    """The embedded dataset's audio part (57 MB, about 2.5 s), built once per test session when a
+    test asks for it."""
+    from omnimask.data import ensure_embedded_dataset
+
+    return ensure_embedded_dataset(tmp_path_factory.mktemp("embedded_audio"), parts=("audio",), progress=False)
 
 
 def tiny_config_dict(**image_overrides):

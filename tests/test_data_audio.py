@@ -520,9 +520,8 @@ def test_compute_audio_stats(tmp_path: Path, clips: list[tuple[str, int]]) -> No
 
 
 @pytest.fixture(scope="module")
-def audio_part(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    root = ensure_embedded_dataset(tmp_path_factory.mktemp("embedded_audio"), parts=("audio",), progress=False)
-    return root / "v1" / "audio"
+def audio_part(embedded_audio_dir: Path) -> Path:
+    return embedded_audio_dir / "v1" / "audio"
 
 
 def test_embedded_audio_part_counts_lists_and_format(audio_part: Path) -> None:

@@ -11,7 +11,7 @@ import torch
 
 from omnimask import OmniMaskConfig, OmniMaskForPreTraining, OmniMaskModel
 from omnimask.backbone.encoder import EncoderConfig, TransformerEncoder
-from omnimask.masking import MASKING, spec_from_mask
+from omnimask.masking import MASKING
 from omnimask.modalities.points import PointGroupTokenizer
 from omnimask.modalities.points_ops import chamfer_distance
 from omnimask.recipe import build_dataset

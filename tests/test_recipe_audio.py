@@ -19,16 +19,9 @@ REPO = Path(__file__).resolve().parents[1]
 TEST_CFG = REPO / "recipes/configs/audio/audiomae_test.yaml"
 
 
-@pytest.fixture(scope="module")
-def audio_root(tmp_path_factory):
-    from omnimask.data import ensure_embedded_dataset
-
-    return ensure_embedded_dataset(tmp_path_factory.mktemp("embedded_audio"), parts=("audio",), progress=False)
-
-
 @pytest.fixture(autouse=True)
-def _data_env(audio_root, monkeypatch):
-    monkeypatch.setenv("OMNIMASK_DATA_DIR", str(audio_root))
+def _data_env(embedded_audio_dir, monkeypatch):
+    monkeypatch.setenv("OMNIMASK_DATA_DIR", str(embedded_audio_dir))
     threads = torch.get_num_threads()
     torch.set_num_threads(1)  # per-clip audio work is many small ops
     yield

@@ -15,16 +15,9 @@ REPO = Path(__file__).resolve().parents[1]
 TEST_CFG = REPO / "recipes/configs/vl/m3ae_test.yaml"
 
 
-@pytest.fixture(scope="module")
-def caption_root(tmp_path_factory):
-    from omnimask.data import ensure_embedded_dataset
-
-    return ensure_embedded_dataset(tmp_path_factory.mktemp("embedded_vl"), parts=("image", "captions"), progress=False)
-
-
 @pytest.fixture(autouse=True)
-def _data_env(caption_root, monkeypatch):
-    monkeypatch.setenv("OMNIMASK_DATA_DIR", str(caption_root))
+def _data_env(embedded_data_dir, monkeypatch):
+    monkeypatch.setenv("OMNIMASK_DATA_DIR", str(embedded_data_dir))
 
 
 def test_paper_config_has_m3ae_defaults():
