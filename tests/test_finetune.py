@@ -119,3 +119,20 @@ def test_omnimask_list_files_configs_under_their_recipe():
     assert "configs/points/point_mae_shapenet.yaml" in recipes["point_mae"]
     assert "configs/audio/audiomae_esc50_finetune.yaml" in recipes["finetune"]
     assert not any("finetune" in c for c in recipes["audio_mae"])
+
+
+def test_renamed_keys_passes_labels_through_without_loading_items():
+    from omnimask.data.wrappers import RenamedKeys
+
+    class Items:
+        targets = [3, 1]
+
+        def __len__(self):
+            return 2
+
+        def __getitem__(self, i):
+            raise AssertionError("items must not be loaded for their labels")
+
+    assert RenamedKeys(Items(), {"audio": "clip"}).targets == [3, 1]
+    assert not hasattr(RenamedKeys([{"x": 1}], {"x": "y"}), "targets")
+    assert RenamedKeys([{"x": 1, "label": 0}], {"x": "y"})[0] == {"y": 1, "label": 0}

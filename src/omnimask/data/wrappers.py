@@ -17,6 +17,12 @@ class RenamedKeys:
     def __len__(self) -> int:
         return len(self.dataset)
 
+    @property
+    def targets(self) -> Any:
+        """The wrapped dataset's labels (AttributeError if it has none), so label lookups need not
+        load every item."""
+        return self.dataset.targets
+
     def __getitem__(self, i: Any) -> dict:
         item = dict(self.dataset[i])
         moved = {dst: item.pop(src) for src, dst in self.mapping.items()}
