@@ -31,8 +31,16 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from omnimask.data import AudioDataset, AudioFeatureConfig, kaldi_fbank, normalize_fbank, pad_or_cut, read_audio_file
-from omnimask.data.audio import downmix, resample_waveform
+from omnimask.modalities.audio import (
+    AudioDataset,
+    AudioFeatureConfig,
+    downmix,
+    kaldi_fbank,
+    normalize_fbank,
+    pad_or_cut,
+    read_audio_file,
+    resample_waveform,
+)
 from omnimask.training import ResumableSampler, SeededDataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -118,7 +126,7 @@ def stage_times(items: list[tuple[str, int]], cfg: AudioFeatureConfig, threads: 
 def model_step_rate(config: Path, batch: int, threads: int, steps: int) -> dict:
     """clips/s of a full pretraining step (forward, loss, backward, AdamW) of a recipe's model."""
     from omnimask import OmniMaskConfig, OmniMaskForPreTraining
-    from omnimask.recipe import load_recipe
+    from omnimask.runners.pretrain import load_recipe
 
     torch.set_num_threads(threads)
     torch.manual_seed(0)
@@ -137,15 +145,23 @@ def model_step_rate(config: Path, batch: int, threads: int, steps: int) -> dict:
         if i:
             times.append(time.perf_counter() - t)
     step = statistics.median(times)
-    return {"config": config.name, "batch": batch, "threads": threads, "step_s": round(step, 3), "clips_per_s": round(batch / step, 2)}
+    return {
+        "config": config.name,
+        "batch": batch,
+        "threads": threads,
+        "step_s": round(step, 3),
+        "clips_per_s": round(batch / step, 2),
+    }
 
 
 def _table(rows: list[dict], stages: dict) -> str:
     head = "| clip rate | workers | item (C,T,F) | clips/s | audio s per wall s |\n|---|---|---|---|---|\n"
     body = "".join(f"| {r['rate']} Hz | {r['workers']} | {tuple(r['item_shape'])} | {r['clips_per_s']:.1f} | "
                    f"{r['clips_per_s'] * r['clip_seconds']:.0f} |\n" for r in rows)  # fmt: skip
-    st = ("\n| clip rate | torch threads | decode | resample | fbank | pad+normalise | total (ms/clip) |\n"
-          "|---|---|---|---|---|---|---|\n")
+    st = (
+        "\n| clip rate | torch threads | decode | resample | fbank | pad+normalise | total (ms/clip) |\n"
+        "|---|---|---|---|---|---|---|\n"
+    )
     st += "".join(f"| {rate} Hz | {th} | {s['decode']} | {s['resample']} | {s['fbank']} | {s['pad_normalise']} | "
                   f"{s['total']} |\n" for (rate, th), s in stages.items())  # fmt: skip
     return head + body + st
@@ -165,7 +181,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=1, help="torch threads in the main process for the loader rows")
     p.add_argument("--stage-threads", default="1,2", help="torch thread counts for the per-stage timings")
     p.add_argument("--quick", action="store_true", help="few short clips and batches: a smoke test")
-    p.add_argument("--model-steps", type=int, default=3, help="timed pretraining steps per model row (0: no model rows)")
+    p.add_argument(
+        "--model-steps", type=int, default=3, help="timed pretraining steps per model row (0: no model rows)"
+    )
     p.add_argument("--out", default=str(REPO / "benchmarks/results/audio_preprocessing.json"))
     args = p.parse_args(argv)
     if args.quick:
@@ -211,8 +229,10 @@ def main(argv: list[str] | None = None) -> int:
     }  # fmt: skip
     table = _table(rows, stages)
     if models:
-        table += ("\n| model (pretraining step, fp32, 2 threads) | batch | s/step | clips/s |\n|---|---|---|---|\n"
-                  + "".join(f"| {m['config']} | {m['batch']} | {m['step_s']} | {m['clips_per_s']} |\n" for m in models))
+        table += (
+            "\n| model (pretraining step, fp32, 2 threads) | batch | s/step | clips/s |\n|---|---|---|---|\n"
+            + "".join(f"| {m['config']} | {m['batch']} | {m['step_s']} | {m['clips_per_s']} |\n" for m in models)
+        )
     notes = (
         f"\n{meta['date']}, {meta['cpu']} ({meta['cpu_count']} cores), torch {meta['torch']}, torchaudio "
         f"{meta['torchaudio']}, soundfile {meta['soundfile']} (libsndfile {meta['libsndfile']}); "

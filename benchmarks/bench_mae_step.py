@@ -27,14 +27,14 @@ import platform
 import statistics
 import sys
 import time
+from collections.abc import Callable, Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterator
+from typing import Any
 
 import torch
-from torch import Tensor, nn
-
 import transformers
+from torch import Tensor, nn
 from transformers import ViTMAEConfig, ViTMAEForPreTraining
 
 import omnimask
@@ -227,7 +227,11 @@ def hf_sections(model: ViTMAEForPreTraining) -> list[Section]:
         ("patch embed (fwd only)", [model.vit.embeddings.patch_embeddings], False),
         ("encoder blocks", list(model.vit.layers), True),
         ("decoder blocks", list(dec.decoder_layers), True),
-        ("norms + decoder embed/pred", [model.vit.layernorm, dec.decoder_embed, dec.decoder_norm, dec.decoder_pred], True),
+        (
+            "norms + decoder embed/pred",
+            [model.vit.layernorm, dec.decoder_embed, dec.decoder_norm, dec.decoder_pred],
+            True,
+        ),
     ]
 
 
@@ -473,7 +477,9 @@ def write_markdown(path: Path, meta: dict[str, Any], results: list[dict[str, Any
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__.split("\n\n")[0], formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--configs", default="vit-s16,vit-b16", help=f"comma-separated, from {list(CONFIGS)}")
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--steps", type=int, default=5, help="timed steps per model")

@@ -31,10 +31,9 @@ sys.path.insert(0, str(Path(__file__).parent))
 sys.path.insert(0, str(Path(__file__).parents[1] / "tests"))
 import point_mae_reference as ref  # noqa: E402
 from bench_mae_step import cpu_model  # noqa: E402
-
 from omnimask import OmniMaskForPreTraining  # noqa: E402
 from omnimask.convert.point_mae import point_mae_state_to_omnimask  # noqa: E402
-from omnimask.modalities.points_ops import farthest_point_sample, gather_points, group_points  # noqa: E402
+from omnimask.ops.geometry import farthest_point_sample, gather_points, group_points  # noqa: E402
 
 DIM, DEPTH, HEADS, DEC_DEPTH, GROUPS, GROUP_SIZE, POINTS = 384, 12, 6, 4, 64, 32, 1024
 
@@ -52,7 +51,9 @@ def build_pair() -> tuple[torch.nn.Module, OmniMaskForPreTraining]:
     torch.manual_seed(0)
     peer = ref.PointMAE(DIM, DEPTH, HEADS, DEC_DEPTH, GROUPS, GROUP_SIZE)
     peer.group_divider = FastGroup()
-    config, state, _ = point_mae_state_to_omnimask(peer.state_dict(), num_points=POINTS, num_groups=GROUPS, drop_path=0.0)
+    config, state, _ = point_mae_state_to_omnimask(
+        peer.state_dict(), num_points=POINTS, num_groups=GROUPS, drop_path=0.0
+    )
     ours = OmniMaskForPreTraining(config)
     ours.load_state_dict(state)
     return peer, ours
@@ -121,8 +122,14 @@ def main() -> None:
     start = os.getloadavg()[0]
     rows = [run(int(b), args.rounds) for b in args.batch_sizes.split(",")]
     result = {
-        "date": _dt.date.today().isoformat(), "device": cpu_model(), "torch": torch.__version__, "threads": args.threads,
-        "rounds": args.rounds, "load_avg_start": round(start, 2), "load_avg_end": round(os.getloadavg()[0], 2), "rows": rows,
+        "date": _dt.date.today().isoformat(),
+        "device": cpu_model(),
+        "torch": torch.__version__,
+        "threads": args.threads,
+        "rounds": args.rounds,
+        "load_avg_start": round(start, 2),
+        "load_avg_end": round(os.getloadavg()[0], 2),
+        "rows": rows,
     }
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)
@@ -136,8 +143,10 @@ def main() -> None:
         "|---|---|---|---|---|",
     ]
     for r in rows:
-        lines.append(f"| {r['batch']} | {r['omnimask_clouds_per_s']} | {r['peer_clouds_per_s']} | {r['ratio']} | "
-                     f"{r['grouping_ms']} ({100 * r['grouping_share']:.0f} %) |")
+        lines.append(
+            f"| {r['batch']} | {r['omnimask_clouds_per_s']} | {r['peer_clouds_per_s']} | {r['ratio']} | "
+            f"{r['grouping_ms']} ({100 * r['grouping_share']:.0f} %) |"
+        )
     out.with_suffix(".md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
 

@@ -30,21 +30,15 @@ import os
 import statistics
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
 import torch
 
 sys.path.insert(0, str(Path(__file__).parent))
 from bench_mae_step import cpu_model  # noqa: E402  (shared with the other benchmarks)
-
-from omnimask.modalities.points_ops import (  # noqa: E402
-    chamfer_l2,
-    default_chunk_elements,
-    farthest_point_sample,
-    gather_points,
-    group_points,
-)
+from omnimask.ops.geometry import chamfer_l2, default_chunk_elements, farthest_point_sample, gather_points, group_points
 
 NUM_POINTS, NUM_GROUPS, GROUP_SIZE, MASK_RATIO = 1024, 64, 32, 0.6
 
@@ -93,15 +87,23 @@ def bench_batch(batch: int, args: argparse.Namespace, device: torch.device) -> d
     neighborhood = knn()
     g = torch.Generator().manual_seed(1)
     order = torch.rand(batch, NUM_GROUPS, generator=g).argsort(1)[:, :masked].to(device)
-    target = torch.gather(neighborhood, 1, order[:, :, None, None].expand(-1, -1, GROUP_SIZE, 3)).reshape(-1, GROUP_SIZE, 3)
+    target = torch.gather(neighborhood, 1, order[:, :, None, None].expand(-1, -1, GROUP_SIZE, 3)).reshape(
+        -1, GROUP_SIZE, 3
+    )
     pred0 = target + 0.05 * torch.randn(target.shape, generator=g).to(device)
 
     def chamfer() -> None:
         pred = pred0.clone().requires_grad_()
         chamfer_l2(pred, target, chunk_elements=args.chunk_elements).backward()
 
-    row: dict[str, Any] = {"batch": batch, "points": NUM_POINTS, "groups": NUM_GROUPS, "group_size": GROUP_SIZE,
-                           "chamfer_groups": int(target.shape[0]), "threads": torch.get_num_threads()}
+    row: dict[str, Any] = {
+        "batch": batch,
+        "points": NUM_POINTS,
+        "groups": NUM_GROUPS,
+        "group_size": GROUP_SIZE,
+        "chamfer_groups": int(target.shape[0]),
+        "threads": torch.get_num_threads(),
+    }
     for name, fn in (("fps", fps), ("knn_group", knn), ("chamfer_l2_fwd_bwd", chamfer)):
         times = timed(fn, args.warmup, args.repeats, device)
         row[f"{name}_ms"] = statistics.median(times) * 1e3
@@ -135,8 +137,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--repeats", type=int, default=5, help="timed runs per measurement (the median is reported)")
     p.add_argument("--warmup", type=int, default=1, help="untimed runs before timing")
     p.add_argument("--device", default="cpu", help="cpu or cuda")
-    p.add_argument("--chunk-elements", type=int, default=None,
-                   help="the ops' chunk_elements (default: points_ops.default_chunk_elements, 2**15 on CPU)")
+    p.add_argument(
+        "--chunk-elements",
+        type=int,
+        default=None,
+        help="the ops' chunk_elements (default: geometry.default_chunk_elements, 2**15 on CPU)",
+    )
     p.add_argument("--out", type=Path, default=Path("benchmarks/results/point_ops.json"))
     return p.parse_args(argv)
 

@@ -36,16 +36,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from omnimask.data import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
-    MultiScaleCrop,
-    VideoDataset,
-    collate_repeated,
-    dense_indices,
-    ensure_embedded_dataset,
-    read_video_list,
-)
+from omnimask.data import collate_repeated, ensure_embedded_dataset
+from omnimask.modalities.image import IMAGENET_MEAN, IMAGENET_STD
+from omnimask.modalities.video import MultiScaleCrop, VideoDataset, dense_indices, read_video_list
 from omnimask.training import ResumableSampler, SeededDataset
 
 REPO = Path(__file__).resolve().parents[1]
@@ -244,8 +237,13 @@ def main(argv: list[str] | None = None) -> int:
         "embedded_build_s": emb_build,
         "embedded_clips": len(emb_items),
         "large": {
-            "num_videos": args.num_videos, "width": args.width, "height": args.height, "seconds": args.seconds,
-            "fps": args.fps, "codec": args.codec, "total_mb": round(nbytes / 2**20, 2),
+            "num_videos": args.num_videos,
+            "width": args.width,
+            "height": args.height,
+            "seconds": args.seconds,
+            "fps": args.fps,
+            "codec": args.codec,
+            "total_mb": round(nbytes / 2**20, 2),
             "kbit_per_s": round(nbytes * 8 / 1000 / (args.num_videos * args.seconds), 1),
             "generation_s": None if gen_s is None else round(gen_s, 2),
         },  # fmt: skip

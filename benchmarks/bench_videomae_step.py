@@ -40,9 +40,8 @@ from bench_mae_step import (  # noqa: E402  (shared timing helpers)
     seeded,
     summarize,
 )
-
 from omnimask import OmniMaskConfig, OmniMaskForPreTraining  # noqa: E402
-from omnimask.masking import TubeMasking  # noqa: E402
+from omnimask.masking.tube import TubeMasking  # noqa: E402
 
 
 @dataclass
@@ -66,7 +65,9 @@ class BenchConfig:
 
 
 CONFIGS = {
-    "tiny": BenchConfig(dim=64, depth=2, heads=2, dec_dim=32, dec_heads=2, dec_depth=1, frames=4, image_size=32, patch=8),
+    "tiny": BenchConfig(
+        dim=64, depth=2, heads=2, dec_dim=32, dec_heads=2, dec_depth=1, frames=4, image_size=32, patch=8
+    ),
     "vit-s": BenchConfig(dim=384, depth=12, heads=6, dec_dim=192, dec_heads=3),
     "vit-b": BenchConfig(dim=768, depth=12, heads=12, dec_dim=384, dec_heads=6),
 }
@@ -77,10 +78,22 @@ def build_omnimask(cfg: BenchConfig, dual: bool = False) -> OmniMaskForPreTraini
     if dual:
         masking = {"name": "dual", "encoder": masking, "decoder": {"name": "running_cell", "ratio": 0.5}}
     video = {
-        "tokenizer": {"num_frames": cfg.frames, "image_size": cfg.image_size, "patch_size": cfg.patch, "tubelet_size": cfg.tubelet},
+        "tokenizer": {
+            "num_frames": cfg.frames,
+            "image_size": cfg.image_size,
+            "patch_size": cfg.patch,
+            "tubelet_size": cfg.tubelet,
+        },
         "masking": masking,
-        "decoder": {"name": "transformer", "dim": cfg.dec_dim, "depth": cfg.dec_depth, "num_heads": cfg.dec_heads,
-                    "embed_bias": False, "norm_eps": 1e-12, "final_norm_eps": 1e-5},
+        "decoder": {
+            "name": "transformer",
+            "dim": cfg.dec_dim,
+            "depth": cfg.dec_depth,
+            "num_heads": cfg.dec_heads,
+            "embed_bias": False,
+            "norm_eps": 1e-12,
+            "final_norm_eps": 1e-5,
+        },
         "objective": {"name": "mse", "norm": "patch_channel", "unnormalize_input": True},
     }
     encoder = {"dim": cfg.dim, "depth": cfg.depth, "num_heads": cfg.heads, "norm_eps": 1e-12, "cls_token": False}
@@ -89,10 +102,20 @@ def build_omnimask(cfg: BenchConfig, dual: bool = False) -> OmniMaskForPreTraini
 
 def build_hf(cfg: BenchConfig) -> VideoMAEForPreTraining:
     hf = VideoMAEConfig(
-        image_size=cfg.image_size, patch_size=cfg.patch, num_frames=cfg.frames, tubelet_size=cfg.tubelet,
-        hidden_size=cfg.dim, num_hidden_layers=cfg.depth, num_attention_heads=cfg.heads, intermediate_size=4 * cfg.dim,
-        decoder_hidden_size=cfg.dec_dim, decoder_num_hidden_layers=cfg.dec_depth, decoder_num_attention_heads=cfg.dec_heads,
-        decoder_intermediate_size=4 * cfg.dec_dim, use_mean_pooling=False, norm_pix_loss=True,
+        image_size=cfg.image_size,
+        patch_size=cfg.patch,
+        num_frames=cfg.frames,
+        tubelet_size=cfg.tubelet,
+        hidden_size=cfg.dim,
+        num_hidden_layers=cfg.depth,
+        num_attention_heads=cfg.heads,
+        intermediate_size=4 * cfg.dim,
+        decoder_hidden_size=cfg.dec_dim,
+        decoder_num_hidden_layers=cfg.dec_depth,
+        decoder_num_attention_heads=cfg.dec_heads,
+        decoder_intermediate_size=4 * cfg.dec_dim,
+        use_mean_pooling=False,
+        norm_pix_loss=True,
     )
     return VideoMAEForPreTraining(hf)
 
@@ -109,8 +132,10 @@ def bench_config(name: str, cfg: BenchConfig, args: argparse.Namespace) -> dict[
     # omnimask fuses q/k/v with a k bias VideoMAE lacks: dim extra parameters per attention layer.
     extra_k_bias = cfg.depth * cfg.dim + cfg.dec_depth * cfg.dec_dim
     assert counts["omnimask_trainable"] == counts["hf_trainable"] + extra_k_bias, counts
-    print(f"[{name}] trainable parameters: omnimask {counts['omnimask_trainable']:,}, HF {counts['hf_trainable']:,} "
-          f"(+{extra_k_bias:,} k-bias entries in omnimask's fused qkv)")
+    print(
+        f"[{name}] trainable parameters: omnimask {counts['omnimask_trainable']:,}, HF {counts['hf_trainable']:,} "
+        f"(+{extra_k_bias:,} k-bias entries in omnimask's fused qkv)"
+    )
 
     gen = torch.Generator().manual_seed(1234)
     clips = torch.randn(b, 3, cfg.frames, cfg.image_size, cfg.image_size, generator=gen)
@@ -119,24 +144,36 @@ def bench_config(name: str, cfg: BenchConfig, args: argparse.Namespace) -> dict[
     contenders = [
         make_contender("omnimask", om, lambda: om({"video": clips}, masks={"video": mask}).loss),
         make_contender("hf", hf, lambda: hf(pixel_values=hf_clips, bool_masked_pos=mask).loss),
-        make_contender("omnimask_dual", dual, lambda: dual({"video": clips}, masks={"video": mask},
-                                                           generator=torch.Generator().manual_seed(7)).loss),
+        make_contender(
+            "omnimask_dual",
+            dual,
+            lambda: dual({"video": clips}, masks={"video": mask}, generator=torch.Generator().manual_seed(7)).loss,
+        ),
     ]
     t0 = time.perf_counter()
     interleaved_rounds(contenders, args.warmup, args.bf16, record=False)
     warm_s = time.perf_counter() - t0
     interleaved_rounds(contenders, args.steps, args.bf16, record=True)
-    res: dict[str, Any] = {"config": name, "shape": asdict(cfg), "batch_size": b, "params": counts, "warmup_s": warm_s,
-                           "hf_attn_implementation": hf.config._attn_implementation}
+    res: dict[str, Any] = {
+        "config": name,
+        "shape": asdict(cfg),
+        "batch_size": b,
+        "params": counts,
+        "warmup_s": warm_s,
+        "hf_attn_implementation": hf.config._attn_implementation,
+    }
     for c in contenders:
         s = summarize(c, b)
         s["clips_per_s"] = s.pop("images_per_s")
         res[c.name] = s
     res["ratio"] = res["omnimask"]["clips_per_s"] / res["hf"]["clips_per_s"]
     res["ratio_dual"] = res["omnimask_dual"]["clips_per_s"] / res["hf"]["clips_per_s"]
-    print(f"[{name}] batch {b}: omnimask {res['omnimask']['clips_per_s']:.3f} clips/s, HF {res['hf']['clips_per_s']:.3f} clips/s, "
-          f"ratio {res['ratio']:.3f}; omnimask dual masking {res['omnimask_dual']['clips_per_s']:.3f} clips/s "
-          f"({res['ratio_dual']:.2f}x HF)", flush=True)
+    print(
+        f"[{name}] batch {b}: omnimask {res['omnimask']['clips_per_s']:.3f} clips/s, HF {res['hf']['clips_per_s']:.3f} clips/s, "
+        f"ratio {res['ratio']:.3f}; omnimask dual masking {res['omnimask_dual']['clips_per_s']:.3f} clips/s "
+        f"({res['ratio_dual']:.2f}x HF)",
+        flush=True,
+    )
     del contenders
     gc.collect()
     return res
@@ -176,8 +213,13 @@ def main(argv: list[str] | None = None) -> int:
     torch.set_num_threads(args.threads or available_cores())
     import transformers
 
-    meta = {"cpu": cpu_model(), "threads": torch.get_num_threads(), "torch": torch.__version__,
-            "transformers": transformers.__version__, "dtype": "bf16 autocast" if args.bf16 else "fp32"}
+    meta = {
+        "cpu": cpu_model(),
+        "threads": torch.get_num_threads(),
+        "torch": torch.__version__,
+        "transformers": transformers.__version__,
+        "dtype": "bf16 autocast" if args.bf16 else "fp32",
+    }
     results = [bench_config(n, CONFIGS[n], args) for n in args.configs.split(",")]
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"meta": meta, "results": results}, indent=2))

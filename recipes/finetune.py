@@ -7,13 +7,13 @@
         init=/ckpt/audiomae_as2m data.audio.list_file=/data/esc50/fold1_train.json \
         data.audio.val_list_file=/data/esc50/fold1_eval.json data.audio.label_csv=/data/esc50/labels.csv
 
-Everything lives in :mod:`omnimask.finetune`; this file only picks the default config.
+Everything lives in :mod:`omnimask.runners.finetune`; this file only picks the default config.
 """
 
 import sys
 from pathlib import Path
 
-from omnimask.finetune import main
+from omnimask.runners.finetune import main
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "audio" / "audiomae_digits_finetune.yaml"
 

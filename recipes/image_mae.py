@@ -7,13 +7,13 @@
     python recipes/image_mae.py train.epochs=5 optim.base_lr=1e-3  # any key=value override
     python recipes/image_mae.py --resume                          # continue the last run exactly
 
-Everything the recipe does lives in :mod:`omnimask.recipe`; this file only picks the default config.
+Everything the recipe does lives in :mod:`omnimask.runners.pretrain`; this file only picks the default config.
 """
 
 import sys
 from pathlib import Path
 
-from omnimask.recipe import main
+from omnimask.runners.pretrain import main
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "image" / "mae_vit_tiny_digits.yaml"
 

@@ -6,13 +6,13 @@
         data.pairs.format=tar data.pairs.path='/data/cc12m/{00000..01242}.tar'
     python recipes/m3ae.py train.epochs=5                        # any key=value override
 
-Everything the recipe does lives in :mod:`omnimask.recipe`; this file only picks the default config.
+Everything the recipe does lives in :mod:`omnimask.runners.pretrain`; this file only picks the default config.
 """
 
 import sys
 from pathlib import Path
 
-from omnimask.recipe import main
+from omnimask.runners.pretrain import main
 
 DEFAULT_CONFIG = Path(__file__).parent / "configs" / "vl" / "m3ae_tiny_digits.yaml"
 

@@ -5,8 +5,11 @@ from pathlib import Path
 import pytest
 import torch
 
-sys.path.insert(0, str(Path(__file__).parent))
-import toy_modality  # noqa: E402,F401  (registers the test-only "signal" modality)
+# The test-only third-party modality "signal" (tests/plugins/omnimask_signal): putting the folder on
+# sys.path is what installing its distribution would do; the modality registry then finds it
+# through its ``omnimask.modalities`` entry point. Nothing imports it by name.
+PLUGINS = Path(__file__).parent / "plugins"
+sys.path.insert(0, str(PLUGINS))
 
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 

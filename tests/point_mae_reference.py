@@ -45,7 +45,9 @@ class Encoder(nn.Module):
     def __init__(self, encoder_channel: int) -> None:
         super().__init__()
         self.first_conv = nn.Sequential(nn.Conv1d(3, 128, 1), nn.BatchNorm1d(128), nn.ReLU(), nn.Conv1d(128, 256, 1))
-        self.second_conv = nn.Sequential(nn.Conv1d(512, 512, 1), nn.BatchNorm1d(512), nn.ReLU(), nn.Conv1d(512, encoder_channel, 1))
+        self.second_conv = nn.Sequential(
+            nn.Conv1d(512, 512, 1), nn.BatchNorm1d(512), nn.ReLU(), nn.Conv1d(512, encoder_channel, 1)
+        )
 
     def forward(self, groups: Tensor) -> Tensor:
         b, g, n, _ = groups.shape
@@ -139,7 +141,15 @@ def chamfer_l2(a: Tensor, b: Tensor) -> Tensor:
 class PointMAE(nn.Module):
     """Pretraining model: ``forward(pts, mask) -> (loss, rebuilt (B, M, k, 3))``."""
 
-    def __init__(self, dim: int = 48, depth: int = 2, num_heads: int = 4, decoder_depth: int = 2, num_group: int = 16, group_size: int = 8):
+    def __init__(
+        self,
+        dim: int = 48,
+        depth: int = 2,
+        num_heads: int = 4,
+        decoder_depth: int = 2,
+        num_group: int = 16,
+        group_size: int = 8,
+    ):
         super().__init__()
         self.MAE_encoder = MaskTransformer(dim, depth, num_heads)
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))
@@ -155,7 +165,9 @@ class PointMAE(nn.Module):
         pos_vis = self.decoder_pos_embed(center[~mask]).reshape(b, -1, c)
         pos_mask = self.decoder_pos_embed(center[mask]).reshape(b, -1, c)
         m = pos_mask.shape[1]
-        x = self.MAE_decoder(torch.cat([x_vis, self.mask_token.expand(b, m, -1)], 1), torch.cat([pos_vis, pos_mask], 1), m)
+        x = self.MAE_decoder(
+            torch.cat([x_vis, self.mask_token.expand(b, m, -1)], 1), torch.cat([pos_vis, pos_mask], 1), m
+        )
         rebuilt = self.increase_dim(x.transpose(1, 2)).transpose(1, 2).reshape(b, m, -1, 3)
         gt = neighborhood[mask].reshape(b, m, -1, 3)
         return chamfer_l2(rebuilt.reshape(b * m, -1, 3), gt.reshape(b * m, -1, 3)), rebuilt
@@ -164,7 +176,15 @@ class PointMAE(nn.Module):
 class PointTransformer(nn.Module):
     """Fine-tuning encoder (head omitted here): ``forward(pts) -> normed tokens [CLS, groups]``."""
 
-    def __init__(self, dim: int = 48, depth: int = 2, num_heads: int = 4, num_group: int = 16, group_size: int = 8, num_classes: int = 5):
+    def __init__(
+        self,
+        dim: int = 48,
+        depth: int = 2,
+        num_heads: int = 4,
+        num_group: int = 16,
+        group_size: int = 8,
+        num_classes: int = 5,
+    ):
         super().__init__()
         self.group_divider = Group(num_group, group_size)
         self.encoder = Encoder(dim)

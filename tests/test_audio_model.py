@@ -8,7 +8,8 @@ import torch
 from omnimask import OmniMaskConfig, OmniMaskForPreTraining
 from omnimask.backbone.pos_embed import sincos_1d, sincos_2d_audiomae, sincos_2d_mae
 from omnimask.decoders.local_window import LocalWindowBlock, LocalWindowDecoder, window_layout
-from omnimask.masking import MASKING, TimeFreqMasking, spec_from_mask
+from omnimask.masking import MASKING, spec_from_mask
+from omnimask.masking.time_freq import TimeFreqMasking
 from omnimask.modalities import MODALITIES
 from omnimask.modalities.audio import SpectrogramTokenizer, norm_preset
 
@@ -66,7 +67,9 @@ def test_audiomae_table_reproduces_the_reference_bit_for_bit_and_its_quirk():
     # the default table is MAE's on the true grid: same frequency column -> same first half
     true = SpectrogramTokenizer(dim=64).pos_embed
     assert torch.equal(true, sincos_2d_mae(64, (64, 8)))
-    assert torch.equal(true[8 * 5 + 2, :32], true[8 * 40 + 2, :32]) and torch.equal(true[8 * 5 + 2, 32:], true[8 * 5 + 6, 32:])
+    assert torch.equal(true[8 * 5 + 2, :32], true[8 * 40 + 2, :32]) and torch.equal(
+        true[8 * 5 + 2, 32:], true[8 * 5 + 6, 32:]
+    )
 
 
 def test_other_lengths_and_bins():
@@ -113,7 +116,8 @@ def test_modality_defaults():
     assert spec.decoder["name"] == "local_window" and spec.decoder["dim"] == 512 and spec.decoder["depth"] == 16
     assert spec.objective == {"name": "mse", "norm": "patch"}
     assert spec.processor["mean"] == [-4.2677393] and spec.processor["std"] == [2 * 4.5689974]
-    x = spec.example_input({}, 2)
+    # spec callbacks receive the tokenizer config as the model config completed it (no re-defaulting)
+    x = spec.example_input(OmniMaskConfig(modalities={"audio": {}}).modalities["audio"]["tokenizer"], 2)
     assert x.shape == (2, 1, 1024, 128)
 
 
@@ -127,7 +131,12 @@ def _reference_mask_2d(noise_t, noise_f, kt, kf):
     mask_f = torch.gather(mask_f, 1, torch.argsort(torch.argsort(noise_f, 1), 1)).unsqueeze(1).repeat(1, t, 1)
     mask_t = torch.ones(n, t)
     mask_t[:, :kt] = 0
-    mask_t = torch.gather(mask_t, 1, torch.argsort(torch.argsort(noise_t, 1), 1)).unsqueeze(1).repeat(1, f, 1).permute(0, 2, 1)
+    mask_t = (
+        torch.gather(mask_t, 1, torch.argsort(torch.argsort(noise_t, 1), 1))
+        .unsqueeze(1)
+        .repeat(1, f, 1)
+        .permute(0, 2, 1)
+    )
     mask = 1 - (1 - mask_t) * (1 - mask_f)
     ids = torch.arange(n * t * f, dtype=torch.float32).reshape(n, t, f) + 999 * mask
     order = torch.argsort(ids.flatten(1), 1)
@@ -226,7 +235,10 @@ def _spec(b, n, hidden):
 def test_decoder_shapes_selection_and_errors():
     dec = LocalWindowDecoder(in_dim=12, out_dim=10, dim=16, depth=2, num_heads=2).eval()
     assert [b.shift_size for b in dec.blocks] == [(0, 0), (2, 0)]
-    assert [b.shift_size for b in LocalWindowDecoder(12, 10, dim=16, depth=2, num_heads=2, no_shift=True).blocks] == [(0, 0), (0, 0)]
+    assert [b.shift_size for b in LocalWindowDecoder(12, 10, dim=16, depth=2, num_heads=2, no_shift=True).blocks] == [
+        (0, 0),
+        (0, 0),
+    ]
     spec = _spec(2, 32, [0, 5, 7, 30])
     visible = torch.randn(2, 28, 12)
     pos = torch.randn(32, 16)
@@ -264,7 +276,9 @@ def _tiny(**audio):
     return OmniMaskConfig(encoder={"dim": 32, "depth": 2, "num_heads": 2}, modalities={"audio": cfg})
 
 
-@pytest.mark.parametrize("masking", [{"name": "random", "ratio": 0.8}, {"name": "time_freq", "time_ratio": 0.5, "freq_ratio": 0.25}])
+@pytest.mark.parametrize(
+    "masking", [{"name": "random", "ratio": 0.8}, {"name": "time_freq", "time_ratio": 0.5, "freq_ratio": 0.25}]
+)
 def test_pretraining_step(masking, tmp_path):
     model = OmniMaskForPreTraining(_tiny(masking=masking))
     x = torch.randn(2, 1, 64, 32)
@@ -288,10 +302,12 @@ def test_pretraining_step(masking, tmp_path):
 
 
 def test_global_decoder_and_audiomae_positions():
-    model = OmniMaskForPreTraining(_tiny(
-        tokenizer={"target_length": 64, "num_mel_bins": 32, "patch_size": 8, "pos_embed": "audiomae"},
-        decoder={"name": "transformer", "dim": 16, "depth": 1, "num_heads": 2},
-    ))
+    model = OmniMaskForPreTraining(
+        _tiny(
+            tokenizer={"target_length": 64, "num_mel_bins": 32, "patch_size": 8, "pos_embed": "audiomae"},
+            decoder={"name": "transformer", "dim": 16, "depth": 1, "num_heads": 2},
+        )
+    )
     assert torch.equal(model.decoder_pos.audio, sincos_2d_audiomae(16, (8, 4)))
     out = model({"audio": torch.randn(2, 1, 64, 32)})
     assert torch.isfinite(out.loss)

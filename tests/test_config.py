@@ -7,7 +7,7 @@ from typing import Literal
 
 import pytest
 
-from omnimask.config import ConfigError, apply_overrides, from_dict, load_yaml, parse_value, to_dict
+from omnimask.run_config import ConfigError, apply_overrides, from_dict, load_yaml, parse_value, to_dict
 from omnimask.training import OptimConfig, TrainConfig
 
 
@@ -54,8 +54,15 @@ def test_apply_overrides_sets_nested_and_deletes():
     cfg = {"optim": {"base_lr": 1.5e-4, "betas": [0.9, 0.95]}, "train": {"epochs": 10, "bf16": False}, "name": "x"}
     out = apply_overrides(
         cfg,
-        ["optim.base_lr=1e-4", "train.bf16=true", "optim.betas=[0.9,0.99]", "optim.clip_grad=null",
-         "~train.epochs", "name=a=b", "train.new_key=3"],
+        [
+            "optim.base_lr=1e-4",
+            "train.bf16=true",
+            "optim.betas=[0.9,0.99]",
+            "optim.clip_grad=null",
+            "~train.epochs",
+            "name=a=b",
+            "train.new_key=3",
+        ],
     )
     assert out["optim"] == {"base_lr": 1e-4, "betas": [0.9, 0.99], "clip_grad": None}
     assert isinstance(out["optim"]["base_lr"], float)
@@ -101,8 +108,16 @@ class Outer:
 def test_from_dict_builds_nested_and_coerces():
     obj = from_dict(
         Outer,
-        {"name": "n", "rate": 1, "dims": [3, 4, 5], "pair": [1, 2], "tags": ["t"], "limit": 1e3,
-         "sub": {"size": 8, "kind": "b"}, "maybe_sub": {"size": 2}},
+        {
+            "name": "n",
+            "rate": 1,
+            "dims": [3, 4, 5],
+            "pair": [1, 2],
+            "tags": ["t"],
+            "limit": 1e3,
+            "sub": {"size": 8, "kind": "b"},
+            "maybe_sub": {"size": 2},
+        },
         "model",
     )
     assert obj.rate == 1.0 and isinstance(obj.rate, float)

@@ -47,7 +47,12 @@ def flexible_table(dim: int, hw: tuple[int, int]) -> torch.Tensor:
 class RefMlp(nn.Module):
     def __init__(self, d_in, hidden, d_out, act=nn.GELU, drop=0.0):
         super().__init__()
-        self.fc1, self.act, self.fc2, self.drop = nn.Linear(d_in, hidden), act(), nn.Linear(hidden, d_out), nn.Dropout(drop)
+        self.fc1, self.act, self.fc2, self.drop = (
+            nn.Linear(d_in, hidden),
+            act(),
+            nn.Linear(hidden, d_out),
+            nn.Dropout(drop),
+        )
 
     def forward(self, x):
         return self.drop(self.fc2(self.drop(self.act(self.fc1(x)))))
@@ -109,7 +114,9 @@ def ref_partition(x, w):
 
 def ref_reverse(win, w, hw):
     b = int(win.shape[0] / (hw[0] * hw[1] / w[0] / w[1]))
-    return win.view(b, hw[0] // w[0], hw[1] // w[1], w[0], w[1], -1).permute(0, 1, 3, 2, 4, 5).reshape(b, hw[0], hw[1], -1)
+    return (
+        win.view(b, hw[0] // w[0], hw[1] // w[1], w[0], w[1], -1).permute(0, 1, 3, 2, 4, 5).reshape(b, hw[0], hw[1], -1)
+    )
 
 
 class RefSwinBlock(nn.Module):
@@ -151,8 +158,22 @@ class RefSwinBlock(nn.Module):
 
 
 class RefAudioMAE(nn.Module):
-    def __init__(self, length=256, bins=128, p=16, dim=32, depth=2, heads=4, ddim=32, ddepth=4, dheads=4,
-                 decoder_mode=1, no_shift=False, norm_pix=True, meta_hidden=24):
+    def __init__(
+        self,
+        length=256,
+        bins=128,
+        p=16,
+        dim=32,
+        depth=2,
+        heads=4,
+        ddim=32,
+        ddepth=4,
+        dheads=4,
+        decoder_mode=1,
+        no_shift=False,
+        norm_pix=True,
+        meta_hidden=24,
+    ):
         super().__init__()
         self.p, self.grid, self.norm_pix, self.decoder_mode = p, (length // p, bins // p), norm_pix, decoder_mode
         n = self.grid[0] * self.grid[1]
@@ -167,7 +188,9 @@ class RefAudioMAE(nn.Module):
         self.decoder_pos_embed = nn.Parameter(flexible_table(ddim, self.grid[::-1]), requires_grad=False)
         if decoder_mode == 1:
             shifts = [(0, 0) if no_shift or i % 2 == 0 else (2, 0) for i in range(ddepth)]
-            self.decoder_blocks = nn.ModuleList(RefSwinBlock(ddim, dheads, self.grid, (4, 4), s, meta_hidden=meta_hidden) for s in shifts)
+            self.decoder_blocks = nn.ModuleList(
+                RefSwinBlock(ddim, dheads, self.grid, (4, 4), s, meta_hidden=meta_hidden) for s in shifts
+            )
         else:
             self.decoder_blocks = nn.ModuleList(RefBlock(ddim, dheads) for _ in range(ddepth))
         self.decoder_norm = nn.LayerNorm(ddim, eps=1e-6)
@@ -186,12 +209,14 @@ class RefAudioMAE(nn.Module):
             t, f = self.grid
             kt, kf = int(t * (1 - ratios[1])), int(f * (1 - ratios[2]))
             parts = []
-            for nz, k, rep in ((noise_2d[:, :t], kt, f), (noise_2d[:, t:], kf, t)):
+            for nz, k, _rep in ((noise_2d[:, :t], kt, f), (noise_2d[:, t:], kf, t)):
                 m = torch.ones_like(nz)
                 m[:, :k] = 0
                 parts.append(torch.gather(m, 1, torch.argsort(torch.argsort(nz, 1), 1)))
             mask = 1 - (1 - parts[0][:, :, None]) * (1 - parts[1][:, None, :])
-            order = torch.argsort((torch.arange(b * n, dtype=torch.float32).reshape(b, t, f) + 999 * mask).flatten(1), 1)
+            order = torch.argsort(
+                (torch.arange(b * n, dtype=torch.float32).reshape(b, t, f) + 999 * mask).flatten(1), 1
+            )
             keep, restore, mask = order[:, : kt * kf], torch.argsort(order, 1), mask.flatten(1)
         elif noise is not None:
             k = int(n * (1 - ratios[0]))
@@ -264,10 +289,18 @@ def compare(ref: RefAudioMAE, converted: Path, case: str, x, **masking) -> None:
 def test_pretraining_parity(mode: int, tmp_path: Path) -> None:
     torch.manual_seed(1)
     ref = randomize(RefAudioMAE(decoder_mode=mode, dheads=4 if mode else 16))
-    src = save_official(ref, tmp_path / "checkpoint-32.pth", norm_pix_loss=True, mask_ratio=0.8, decoder_mode=mode, dataset="audioset")
+    src = save_official(
+        ref, tmp_path / "checkpoint-32.pth", norm_pix_loss=True, mask_ratio=0.8, decoder_mode=mode, dataset="audioset"
+    )
     convert("audiomae", src, tmp_path / "om", num_heads=4)
     cfg = json.loads((tmp_path / "om" / "config.json").read_text())["modalities"]["audio"]
-    assert cfg["tokenizer"] == {"target_length": 256, "num_mel_bins": 128, "patch_size": [16, 16], "in_chans": 1, "pos_embed": "audiomae"}
+    assert cfg["tokenizer"] == {
+        "target_length": 256,
+        "num_mel_bins": 128,
+        "patch_size": [16, 16],
+        "in_chans": 1,
+        "pos_embed": "audiomae",
+    }
     assert cfg["decoder"]["name"] == ("local_window" if mode else "transformer")
     x, noise = torch.randn(3, 1, 256, 128), torch.rand(3, 128)
     compare(ref, tmp_path / "om", f"decoder_mode={mode}", x, noise=noise)
@@ -276,7 +309,9 @@ def test_pretraining_parity(mode: int, tmp_path: Path) -> None:
 def test_parity_mask_2d_no_shift_raw_pixels(tmp_path: Path) -> None:
     torch.manual_seed(2)
     ref = randomize(RefAudioMAE(no_shift=True, norm_pix=False, ddepth=2))
-    src = save_official(ref, tmp_path / "ckpt.pth", norm_pix_loss=False, mask_2d=True, mask_t_prob=0.5, mask_f_prob=0.25, no_shift=True)
+    src = save_official(
+        ref, tmp_path / "ckpt.pth", norm_pix_loss=False, mask_2d=True, mask_t_prob=0.5, mask_f_prob=0.25, no_shift=True
+    )
     convert("audiomae", src, tmp_path / "om", num_heads=4)
     cfg = json.loads((tmp_path / "om" / "config.json").read_text())["modalities"]["audio"]
     assert cfg["masking"] == {"name": "time_freq", "time_ratio": 0.5, "freq_ratio": 0.25}
@@ -290,7 +325,9 @@ def test_parity_options_override_args_and_grid_with_narrow_axis(tmp_path: Path) 
     torch.manual_seed(3)
     ref = randomize(RefAudioMAE(length=128, bins=64, p=16, ddepth=2))
     src = save_official(ref, tmp_path / "ckpt.pth", norm_pix_loss=False)
-    convert("audiomae", src, tmp_path / "om", num_heads=4, num_mel_bins=64, norm_pix=True, mask_ratio=0.5)  # options win over the args
+    convert(
+        "audiomae", src, tmp_path / "om", num_heads=4, num_mel_bins=64, norm_pix=True, mask_ratio=0.5
+    )  # options win over the args
     cfg = json.loads((tmp_path / "om" / "config.json").read_text())["modalities"]["audio"]
     assert cfg["objective"]["norm"] == "patch" and cfg["masking"]["ratio"] == 0.5
     x, noise = torch.randn(2, 1, 128, 64), torch.rand(2, 32)
@@ -320,7 +357,19 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     torch.manual_seed(5)
     ref = randomize(RefAudioMAE(ddepth=2))
     src = save_official(ref, tmp_path / "ckpt.pth")
-    argv = ["convert", "--from", "audiomae", str(src), str(tmp_path / "om"), "--option", "norm_pix=false", "--option", "dataset=esc50", "--option", "num_heads=4"]
+    argv = [
+        "convert",
+        "--from",
+        "audiomae",
+        str(src),
+        str(tmp_path / "om"),
+        "--option",
+        "norm_pix=false",
+        "--option",
+        "dataset=esc50",
+        "--option",
+        "num_heads=4",
+    ]
     assert cli_main(argv) == 0
     assert capsys.readouterr().out.startswith("converted audiomae:")
     cfg = json.loads((tmp_path / "om" / "config.json").read_text())["modalities"]["audio"]
@@ -371,7 +420,14 @@ def test_refused_checkpoints(official_state, tmp_path: Path) -> None:
     with pytest.raises(ConversionError, match="learned table"):
         _convert(tmp_path, learned)
     finetuned = {k: v for k, v in official_state.items() if not k.startswith(("decoder", "mask_token", "norm."))}
-    finetuned.update({"fc_norm.weight": torch.ones(32), "fc_norm.bias": torch.zeros(32), "head.weight": torch.zeros(527, 32), "head.bias": torch.zeros(527)})
+    finetuned.update(
+        {
+            "fc_norm.weight": torch.ones(32),
+            "fc_norm.bias": torch.zeros(32),
+            "head.weight": torch.zeros(527, 32),
+            "head.bias": torch.zeros(527),
+        }
+    )
     with pytest.raises(ConversionError, match="fine-tuned AudioMAE classifier"):
         _convert(tmp_path, finetuned)
     with pytest.raises(ConversionError, match=r"final LayerNorm \(norm.weight\) is missing"):

@@ -10,11 +10,10 @@ from __future__ import annotations
 import pytest
 import torch
 
+import point_mae_reference as ref
 from omnimask import OmniMaskForPreTraining, OmniMaskModel
 from omnimask.cli import main as cli_main
 from omnimask.convert import ConversionError, convert
-
-import point_mae_reference as ref
 
 OPTS = dict(num_points=96, num_groups=16, num_heads=4, drop_path=0.0)
 
@@ -104,7 +103,7 @@ def test_cli_converts_a_checkpoint_directory(tmp_path, capsys):
 
 def test_bad_checkpoints_are_named(tmp_path):
     model = ref.randomize_(ref.PointMAE())
-    state = {k: v for k, v in model.state_dict().items()}
+    state = dict(model.state_dict())
     torch.save({"base_model": {"foo.weight": torch.zeros(2)}}, tmp_path / "a.pth")
     with pytest.raises(ConversionError, match="not a Point-MAE checkpoint"):
         convert("point-mae", tmp_path / "a.pth", tmp_path / "a", **OPTS)
@@ -117,7 +116,9 @@ def test_bad_checkpoints_are_named(tmp_path):
         convert("point-mae", tmp_path / "c.pth", tmp_path / "c", **OPTS)
     torch.save({"base_model": state}, tmp_path / "d.pth")
     with pytest.raises(ConversionError, match="num_heads"):
-        convert("point-mae", tmp_path / "d.pth", tmp_path / "d", num_groups=16, num_points=96)  # width 48: heads unknown
+        convert(
+            "point-mae", tmp_path / "d.pth", tmp_path / "d", num_groups=16, num_points=96
+        )  # width 48: heads unknown
     with pytest.raises(ConversionError, match="group_size=4"):
         convert("point-mae", tmp_path / "d.pth", tmp_path / "e", group_size=4, **OPTS)
     with pytest.raises(ConversionError, match="mask_type"):

@@ -27,12 +27,24 @@ from omnimask.cli import main as cli_main
 from omnimask.convert import ConversionError, convert, format_options
 from omnimask.convert.cli import parse_option, parse_option_value
 from omnimask.convert.hf_videomae import videomae_state_to_omnimask
-from omnimask.masking import TubeMasking
+from omnimask.masking.tube import TubeMasking
 
 BASE = dict(
-    hidden_size=32, num_hidden_layers=2, num_attention_heads=4, intermediate_size=64,
-    decoder_hidden_size=16, decoder_num_hidden_layers=1, decoder_num_attention_heads=2, decoder_intermediate_size=48,
-    num_channels=3, num_frames=4, image_size=32, patch_size=8, tubelet_size=2, norm_pix_loss=True, use_mean_pooling=False,
+    hidden_size=32,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=64,
+    decoder_hidden_size=16,
+    decoder_num_hidden_layers=1,
+    decoder_num_attention_heads=2,
+    decoder_intermediate_size=48,
+    num_channels=3,
+    num_frames=4,
+    image_size=32,
+    patch_size=8,
+    tubelet_size=2,
+    norm_pix_loss=True,
+    use_mean_pooling=False,
 )
 OBSERVED: dict[str, tuple[float, float]] = {}  # case -> (max |logits - pred|, |loss diff|)
 
@@ -71,14 +83,20 @@ def write_hf_dir(path: Path, config: VideoMAEConfig, state: dict[str, torch.Tens
 
 def to_hub(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """In-memory names (query.bias/value.bias) -> the hub spelling (q_bias/v_bias)."""
-    return {k.replace("attention.query.bias", "attention.q_bias").replace("attention.value.bias", "attention.v_bias"): v for k, v in state.items()}
+    return {
+        k.replace("attention.query.bias", "attention.q_bias").replace("attention.value.bias", "attention.v_bias"): v
+        for k, v in state.items()
+    }
 
 
 def to_official(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """transformers in-memory VideoMAEForPreTraining names -> the official MCG-NJU ones (q/k/v fused)."""
     parts = {
-        "layernorm_before": "norm1", "layernorm_after": "norm2", "attention.output.dense": "attn.proj",
-        "intermediate.dense": "mlp.fc1", "output.dense": "mlp.fc2",
+        "layernorm_before": "norm1",
+        "layernorm_after": "norm2",
+        "attention.output.dense": "attn.proj",
+        "intermediate.dense": "mlp.fc1",
+        "output.dense": "mlp.fc2",
     }
     out: dict[str, torch.Tensor] = {}
     qkv: dict[str, dict[str, torch.Tensor]] = {}
@@ -129,10 +147,24 @@ def check_parity(hf: VideoMAEForPreTraining, dst: Path, case: str, ratio: float 
 CASES = {
     "f4-img32-p8-t2-normpix-sdpa": ("sdpa", {}, 0.75),
     "f4-img32-p8-t2-normpix-eager": ("eager", {}, 0.75),
-    "f8-img48-p16-t1-rawpix": ("sdpa", dict(num_frames=8, image_size=48, patch_size=16, tubelet_size=1, norm_pix_loss=False), 0.5),
+    "f8-img48-p16-t1-rawpix": (
+        "sdpa",
+        dict(num_frames=8, image_size=48, patch_size=16, tubelet_size=1, norm_pix_loss=False),
+        0.5,
+    ),
     "f8-img32-p8-t2-ratio0.9": ("sdpa", dict(num_frames=8), 0.9),
-    "f4-img48-p8-t1-eps0.05-dec2x4-mlp2.5": ("eager", dict(image_size=48, tubelet_size=1, layer_norm_eps=0.05, decoder_num_hidden_layers=2,
-                                                           decoder_num_attention_heads=4, decoder_intermediate_size=40), 0.75),
+    "f4-img48-p8-t1-eps0.05-dec2x4-mlp2.5": (
+        "eager",
+        dict(
+            image_size=48,
+            tubelet_size=1,
+            layer_norm_eps=0.05,
+            decoder_num_hidden_layers=2,
+            decoder_num_attention_heads=4,
+            decoder_intermediate_size=40,
+        ),
+        0.75,
+    ),
     "no-qv-bias-rawpix": ("sdpa", dict(qv_bias=False, norm_pix_loss=False), 0.75),
     "grey-normpix": ("sdpa", dict(num_channels=1), 0.75),
 }
@@ -208,7 +240,12 @@ def test_pure_function_and_zero_k_bias(reference) -> None:
 def test_both_bias_spellings_is_an_error(reference, tmp_path: Path) -> None:
     hf, _ = reference
     memory = hf.state_dict()
-    state = {**memory, "videomae.encoder.layer.0.attention.attention.q_bias": memory["videomae.encoder.layer.0.attention.attention.query.bias"].clone()}
+    state = {
+        **memory,
+        "videomae.encoder.layer.0.attention.attention.q_bias": memory[
+            "videomae.encoder.layer.0.attention.attention.query.bias"
+        ].clone(),
+    }
     with pytest.raises(ConversionError, match=r"q_bias.*query\.bias|query\.bias.*q_bias"):
         convert("hf-videomae", write_hf_dir(tmp_path / "src", hf.config, state), tmp_path / "om")
 
@@ -264,7 +301,11 @@ OFFICIAL_OPTIONS = dict(num_frames=4, image_size=32, num_heads=4, decoder_num_he
 def test_official_layout_parity(wrapper: str, tmp_path: Path) -> None:
     hf = hf_official_like()
     sd = to_official(hf.state_dict())
-    assert "encoder.blocks.1.attn.qkv.weight" in sd and "encoder.blocks.1.attn.q_bias" in sd and "decoder.head.weight" in sd
+    assert (
+        "encoder.blocks.1.attn.qkv.weight" in sd
+        and "encoder.blocks.1.attn.q_bias" in sd
+        and "decoder.head.weight" in sd
+    )
     if wrapper == "model":
         src = tmp_path / "checkpoint.pth"
         torch.save({"model": sd}, src)
@@ -272,7 +313,10 @@ def test_official_layout_parity(wrapper: str, tmp_path: Path) -> None:
         import argparse
 
         src = tmp_path / "checkpoint-799.pth"
-        torch.save({"module": {f"module.{k}": v for k, v in sd.items()}, "epoch": 799, "args": argparse.Namespace(lr=1.5e-4)}, src)
+        torch.save(
+            {"module": {f"module.{k}": v for k, v in sd.items()}, "epoch": 799, "args": argparse.Namespace(lr=1.5e-4)},
+            src,
+        )
     else:
         (tmp_path / "ckpt").mkdir()
         torch.save(sd, tmp_path / "ckpt" / "pretrain.pth")
@@ -299,9 +343,18 @@ def test_official_layout_via_cli_options(tmp_path: Path, capsys: pytest.CaptureF
 
 def test_official_heads_from_size_table_and_encoder_only(tmp_path: Path) -> None:
     # ViT-S widths (encoder 384 / 6 heads, decoder 192 / 3 heads), one block each: no head options needed
-    hf = hf_official_like(std=0.03, hidden_size=384, num_attention_heads=6, intermediate_size=1536, num_hidden_layers=1,
-                          decoder_hidden_size=192, decoder_num_attention_heads=3, decoder_intermediate_size=768,
-                          image_size=32, patch_size=16)
+    hf = hf_official_like(
+        std=0.03,
+        hidden_size=384,
+        num_attention_heads=6,
+        intermediate_size=1536,
+        num_hidden_layers=1,
+        decoder_hidden_size=192,
+        decoder_num_attention_heads=3,
+        decoder_intermediate_size=768,
+        image_size=32,
+        patch_size=16,
+    )
     sd = to_official(hf.state_dict())
     torch.save({"model": sd}, tmp_path / "s.pth")
     convert("videomae", tmp_path / "s.pth", tmp_path / "om", num_frames=4, image_size=32)
@@ -395,7 +448,9 @@ def test_missing_extra_and_unsupported(reference, tmp_path: Path) -> None:
     act = VideoMAEConfig(**{**BASE, "hidden_act": "gelu_new"})
     with pytest.raises(ConversionError, match="gelu_new"):
         convert("hf-videomae", write_hf_dir(tmp_path / "act", act, state), tmp_path / "om")
-    with pytest.raises(ConversionError, match=r"'hf-videomae' does not accept option\(s\) \['num_frames'\]; it accepts no options"):
+    with pytest.raises(
+        ConversionError, match=r"'hf-videomae' does not accept option\(s\) \['num_frames'\]; it accepts no options"
+    ):
         convert("hf-videomae", tmp_path / "act", tmp_path / "om", num_frames=16)
     with pytest.raises(KeyError, match="hf-videomae"):
         convert("no-such-format", tmp_path, tmp_path / "om")
@@ -412,7 +467,10 @@ def test_processor_stats_and_loss_note(reference, tmp_path: Path, caplog: pytest
         convert("hf-videomae", src, tmp_path / "om")
     assert "not ImageNet's" in caplog.text
     cfg = json.loads((tmp_path / "om" / "config.json").read_text())
-    assert cfg["modalities"]["video"]["processor"]["mean"] == [0.5] * 3 and cfg["modalities"]["video"]["processor"]["std"] == [0.5] * 3
+    assert (
+        cfg["modalities"]["video"]["processor"]["mean"] == [0.5] * 3
+        and cfg["modalities"]["video"]["processor"]["std"] == [0.5] * 3
+    )
     om = OmniMaskForPreTraining.from_pretrained(tmp_path / "om").eval()
     clip, mask = torch.randn(2, 4, 3, 32, 32), tube_mask(hf.config, 2, 0.75)
     with torch.no_grad():
@@ -440,15 +498,37 @@ def test_cli_and_option_parsing(reference, tmp_path: Path, capsys: pytest.Captur
     hf.save_pretrained(tmp_path / "hf")
     assert cli_main(["convert", "--from", "hf-videomae", str(tmp_path / "hf"), str(tmp_path / "om")]) == 0
     line = capsys.readouterr().out.strip()
-    assert line.startswith("converted hf-videomae:") and f"({sum(v.numel() for v in expected.values()):,} parameters)" in line
+    assert (
+        line.startswith("converted hf-videomae:")
+        and f"({sum(v.numel() for v in expected.values()):,} parameters)" in line
+    )
     got = load_file(str(tmp_path / "om" / "model.safetensors"))
     assert got.keys() == expected.keys() and all(torch.equal(got[k], expected[k]) for k in got)
     # an option the format does not take: error status, the option named
-    assert cli_main(["convert", "--from", "hf-videomae", str(tmp_path / "hf"), str(tmp_path / "om2"), "--option", "num_frames=8"]) == 2
+    assert (
+        cli_main(
+            [
+                "convert",
+                "--from",
+                "hf-videomae",
+                str(tmp_path / "hf"),
+                str(tmp_path / "om2"),
+                "--option",
+                "num_frames=8",
+            ]
+        )
+        == 2
+    )
     assert "num_frames" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         cli_main(["convert", "--from", "videomae", "a.pth", "out", "--option", "num_frames"])
-    assert [parse_option_value(v) for v in ("16", "0.9", "TRUE", "false", "224x224")] == [16, 0.9, True, False, "224x224"]
+    assert [parse_option_value(v) for v in ("16", "0.9", "TRUE", "false", "224x224")] == [
+        16,
+        0.9,
+        True,
+        False,
+        "224x224",
+    ]
     assert parse_option("decoder-num-heads=3") == ("decoder_num_heads", 3)
     assert set(format_options("videomae")) >= {"num_frames", "image_size", "norm_pix", "num_heads", "decoder_num_heads"}
     assert format_options("hf-videomae") == {} and format_options("hf-vitmae") == {}

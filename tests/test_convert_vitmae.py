@@ -24,9 +24,19 @@ from omnimask.convert.cli import add_convert_parser, run_convert
 from omnimask.convert.hf_vitmae import vitmae_state_to_omnimask
 
 BASE = dict(
-    hidden_size=64, num_hidden_layers=2, num_attention_heads=4, intermediate_size=128, image_size=32, patch_size=8,
-    num_channels=3, decoder_hidden_size=32, decoder_num_hidden_layers=1, decoder_num_attention_heads=4,
-    decoder_intermediate_size=64, norm_pix_loss=True, mask_ratio=0.75,
+    hidden_size=64,
+    num_hidden_layers=2,
+    num_attention_heads=4,
+    intermediate_size=128,
+    image_size=32,
+    patch_size=8,
+    num_channels=3,
+    decoder_hidden_size=32,
+    decoder_num_hidden_layers=1,
+    decoder_num_attention_heads=4,
+    decoder_intermediate_size=64,
+    norm_pix_loss=True,
+    mask_ratio=0.75,
 )
 OBSERVED: dict[str, float] = {}  # max |logits - pred| per case, printed with -s for the report
 
@@ -34,7 +44,7 @@ OBSERVED: dict[str, float] = {}  # max |logits - pred| per case, printed with -s
 def mae_table(dim: int, side: int) -> torch.Tensor:
     """MAE's (1, 1+side^2, dim) table as transformers builds it (its halves rotated to MAE's layout)."""
     t = build_2d_sinusoidal_position_embedding(side, side, dim, cls_token=True)
-    return torch.cat([t[..., dim // 2:], t[..., : dim // 2]], dim=-1)[None]
+    return torch.cat([t[..., dim // 2 :], t[..., : dim // 2]], dim=-1)[None]
 
 
 def randomize(model: torch.nn.Module, fill_tables: bool = True) -> torch.nn.Module:
@@ -68,8 +78,16 @@ def to_legacy(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     out = {}
     for k, v in state.items():
         k = re.sub(r"^vit\.layers\.", "vit.encoder.layer.", k)
-        k = re.sub(r"attention\.([qkv])_proj", lambda m: "attention.attention." + {"q": "query", "k": "key", "v": "value"}[m.group(1)], k)
-        k = k.replace("attention.o_proj", "attention.output.dense").replace("mlp.fc1", "intermediate.dense").replace("mlp.fc2", "output.dense")
+        k = re.sub(
+            r"attention\.([qkv])_proj",
+            lambda m: "attention.attention." + {"q": "query", "k": "key", "v": "value"}[m.group(1)],
+            k,
+        )
+        k = (
+            k.replace("attention.o_proj", "attention.output.dense")
+            .replace("mlp.fc1", "intermediate.dense")
+            .replace("mlp.fc2", "output.dense")
+        )
         out[k] = v
     return out
 
@@ -96,8 +114,17 @@ CASES = {
     "p8-rgb-normpix-sdpa": ("sdpa", {}),
     "p8-rgb-normpix-eager": ("eager", {}),
     "p4-grey-no-normpix": ("sdpa", dict(image_size=16, patch_size=4, num_channels=1, norm_pix_loss=False)),
-    "decoder-48x2x3-encoder-64x3x4": ("eager", dict(num_hidden_layers=3, intermediate_size=192, decoder_hidden_size=48,
-                                                   decoder_num_hidden_layers=2, decoder_num_attention_heads=3, decoder_intermediate_size=96)),
+    "decoder-48x2x3-encoder-64x3x4": (
+        "eager",
+        dict(
+            num_hidden_layers=3,
+            intermediate_size=192,
+            decoder_hidden_size=48,
+            decoder_num_hidden_layers=2,
+            decoder_num_attention_heads=3,
+            decoder_intermediate_size=96,
+        ),
+    ),
     "no-qkv-bias": ("sdpa", dict(qkv_bias=False)),
     "mask-0.6-img48": ("sdpa", dict(mask_ratio=0.6, image_size=48)),
 }
@@ -173,9 +200,13 @@ def test_pure_function_and_processor(reference, tmp_path: Path) -> None:
     state = vitmae_state_to_omnimask(hf.state_dict(), hf.config.to_dict())
     assert state.keys() == expected.keys() and all(torch.equal(state[k], expected[k]) for k in state)
     # The encoder table's cls row is folded into cls_token (ViTMAE adds it there).
-    assert torch.equal(state["omnimask.cls_token"], hf.vit.embeddings.cls_token + hf.vit.embeddings.position_embeddings[:, :1])
+    assert torch.equal(
+        state["omnimask.cls_token"], hf.vit.embeddings.cls_token + hf.vit.embeddings.position_embeddings[:, :1]
+    )
     src = write_hf_dir(tmp_path / "src", hf.config, hf.state_dict())
-    (src / "preprocessor_config.json").write_text(json.dumps({"image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.25, 0.25]}))
+    (src / "preprocessor_config.json").write_text(
+        json.dumps({"image_mean": [0.5, 0.5, 0.5], "image_std": [0.25, 0.25, 0.25]})
+    )
     cfg = json.loads((convert("hf-vitmae", src, tmp_path / "om") / "config.json").read_text())
     assert cfg["modalities"]["image"]["processor"] == {"mean": [0.5] * 3, "std": [0.25] * 3}
     assert cfg["modalities"]["image"]["objective"]["norm"] == "patch" and cfg["encoder"]["norm_eps"] == 1e-12

@@ -17,17 +17,16 @@ from PIL import Image
 from torchvision.transforms import v2
 from torchvision.transforms.v2 import functional as TF
 
-from omnimask.data import (
+from omnimask.data import ensure_embedded_dataset, verify_part
+from omnimask.data.embedded import load_digits_source
+from omnimask.modalities.image import (
     ImageFolderDataset,
     denormalize,
     embedded_image_root,
-    ensure_embedded_dataset,
     eval_transform,
     mae_pretrain_transform,
-    verify_part,
 )
-from omnimask.data import embedded
-from omnimask.data.embedded import load_digits_source
+from omnimask.modalities.image import embedded as image_embedded
 
 
 @pytest.fixture(scope="module")
@@ -87,7 +86,7 @@ def test_unknown_part_names_valid_parts(tmp_path: Path) -> None:
 def test_interrupted_build_leaves_nothing_and_stale_part_is_rebuilt(
     data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    real, calls = embedded.render_digit, []
+    real, calls = image_embedded.render_digit, []
 
     def failing(digit: np.ndarray, index: int) -> np.ndarray:
         calls.append(index)
@@ -95,11 +94,11 @@ def test_interrupted_build_leaves_nothing_and_stale_part_is_rebuilt(
             raise KeyboardInterrupt  # what a Ctrl-C mid-generation looks like
         return real(digit, index)
 
-    monkeypatch.setattr(embedded.image, "render_digit", failing)
+    monkeypatch.setattr(image_embedded, "render_digit", failing)
     with pytest.raises(KeyboardInterrupt):
         ensure_embedded_dataset(tmp_path, progress=False)
     assert list((tmp_path / "v1").iterdir()) == []  # no half-written part, no temp folder
-    monkeypatch.setattr(embedded.image, "render_digit", real)
+    monkeypatch.setattr(image_embedded, "render_digit", real)
 
     # A part folder without a manifest (e.g. hand-copied, partial) is not trusted: it is rebuilt.
     junk = tmp_path / "v1" / "image" / "train" / "0" / "junk.png"
@@ -165,7 +164,7 @@ def test_reader_on_embedded_tree(data_root: Path) -> None:
     assert set(item) == {"image", "label", "index"} and item["index"] == 5
     assert item["label"] == int(Path(val.samples[5][0]).parent.name)
     x = item["image"]
-    assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and 0.0 <= x.min() and x.max() <= 1.0
+    assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and x.min() >= 0.0 and x.max() <= 1.0
     ref = np.asarray(Image.open(val.samples[5][0]), dtype=np.float32).transpose(2, 0, 1) / 255.0
     torch.testing.assert_close(x, torch.from_numpy(ref))
 
@@ -198,9 +197,7 @@ def test_reader_errors_name_the_path(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize("damage", ["garbage", "truncated"])
-def test_corrupt_image_raises_or_is_skipped(
-    tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture
-) -> None:
+def test_corrupt_image_raises_or_is_skipped(tmp_path: Path, damage: str, caplog: pytest.LogCaptureFixture) -> None:
     _tiny_tree(tmp_path)
     bad = tmp_path / "cat" / "0.png"
     data = bad.read_bytes()

@@ -16,14 +16,14 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
-from omnimask.data import (
-    DataReadError,
+from omnimask.data import DataReadError, ensure_embedded_dataset
+from omnimask.data.embedded import load_digits_source, stratified_split
+from omnimask.modalities.points import (
     PointCloudDataset,
     PointListError,
     PointReadError,
     embedded_points_root,
     embedded_shapes_root,
-    ensure_embedded_dataset,
     folder_items,
     load_points,
     modelnet_items,
@@ -34,13 +34,7 @@ from omnimask.data import (
     scale_and_translate,
     shapenet_items,
 )
-from omnimask.data.embedded import (
-    SHAPE_CLASSES,
-    digit_point_cloud,
-    load_digits_source,
-    shape_surface_points,
-    stratified_split,
-)
+from omnimask.modalities.points.embedded import SHAPE_CLASSES, digit_point_cloud, shape_surface_points
 from omnimask.training import ResumableSampler, SeededDataset
 
 # ---------------------------------------------------------------- helpers
@@ -339,7 +333,7 @@ def test_skip_policy_counts(items: list[tuple[str, int]], tmp_path: Path, caplog
     with pytest.raises(PointReadError, match=r"bad\.txt: line 2"):
         PointCloudDataset(mixed, num_points=32)[1]
     ds = PointCloudDataset(mixed, num_points=32, on_error="skip")
-    with caplog.at_level(logging.WARNING, logger="omnimask.data.points"):
+    with caplog.at_level(logging.WARNING, logger="omnimask.modalities.points.reader"):
         x = ds[1]
     assert (x["index"], x["skipped"], x["label"]) == (3, 2, items[1][1])
     assert [Path(p).name for p, _ in ds.skipped] == ["bad.txt", "empty.npy"]
@@ -370,7 +364,7 @@ def test_fixups_are_recorded(items: list[tuple[str, int]], tmp_path: Path, caplo
     np.save(tmp_path / "dot.npy", np.full((50, 3), 0.3, dtype=np.float32))
     small, dot = str(tmp_path / "small.npy"), str(tmp_path / "dot.npy")
     ds = PointCloudDataset([(small, 0), (dot, 1), items[0]], num_points=32)
-    with caplog.at_level(logging.WARNING, logger="omnimask.data.points"):
+    with caplog.at_level(logging.WARNING, logger="omnimask.modalities.points.reader"):
         a, b, c = ds[0], ds[1], ds[2]
         ds[0]
     assert (a["resampled"], a["degenerate"]) == (1, 0) and a["points"].shape == (32, 3)

@@ -19,7 +19,9 @@ import pytest
 import torch
 from PIL import Image
 
-from omnimask.data import (
+from omnimask.data import ensure_embedded_dataset, verify_part
+from omnimask.data.embedded import load_digits_source, stratified_split
+from omnimask.modalities.text import (
     CAPTION_TOKENIZER_FILE,
     CaptionListError,
     CaptionReadError,
@@ -28,17 +30,15 @@ from omnimask.data import (
     ImageCaptionShards,
     TextTokenizer,
     caption_corpus,
+    colour_name,
     digit_captions,
+    digit_facts,
     embedded_caption_items,
-    ensure_embedded_dataset,
     iter_caption_shards,
     read_caption_csv,
     read_caption_jsonl,
-    verify_part,
 )
-from omnimask.data import text as text_module
-from omnimask.data.embedded import load_digits_source, stratified_split
-from omnimask.data.text import colour_name, digit_facts
+from omnimask.modalities.text import vocab as text_module
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -115,7 +115,7 @@ def test_special_tokens_cannot_be_injected_by_text(tok: TextTokenizer) -> None:
 def test_batch_pads_and_reports_truncation(tok: TextTokenizer, caplog: pytest.LogCaptureFixture) -> None:
     long = " ".join(["a handwritten seven"] * 20)
     texts = ["a seven", long, "the digit 3."]
-    with caplog.at_level(logging.WARNING, logger="omnimask.data.text"):
+    with caplog.at_level(logging.WARNING, logger="omnimask.modalities.text.vocab"):
         ids, valid, cut = tok.batch(texts, 12, add_bos_eos=True)
     assert ids.shape == valid.shape == (3, 12) and ids.dtype == torch.long and valid.dtype == torch.bool
     assert cut == 1
@@ -125,7 +125,7 @@ def test_batch_pads_and_reports_truncation(tok: TextTokenizer, caplog: pytest.Lo
     assert ids[0, 0] == tok.bos_id and ids[0, n + 1] == tok.eos_id and not valid[0, n + 2 :].any()
     assert valid[1].all() and ids[1, -1] == tok.eos_id and ids[1, 1:-1].tolist() == tok.encode(long)[:10]
     plain, plain_valid, cut2 = tok.batch(texts, 64)
-    assert cut2 == 0 and plain[0, : n].tolist() == tok.encode("a seven") and plain_valid.sum(1)[0] == n
+    assert cut2 == 0 and plain[0, :n].tolist() == tok.encode("a seven") and plain_valid.sum(1)[0] == n
     with caplog.at_level(logging.WARNING):
         caplog.clear()
         assert tok.batch([long], 4, warn=False)[2] == 1
@@ -140,7 +140,7 @@ def test_batch_pads_and_reports_truncation(tok: TextTokenizer, caplog: pytest.Lo
 
 def test_empty_and_whitespace_captions(tok: TextTokenizer, caplog: pytest.LogCaptureFixture) -> None:
     assert tok.encode("") == [] and tok.encode(" \t\n ") == []
-    with caplog.at_level(logging.WARNING, logger="omnimask.data.text"):
+    with caplog.at_level(logging.WARNING, logger="omnimask.modalities.text.vocab"):
         for bos_eos in (False, True):
             ids, valid, cut = tok.batch(["", "a seven", "   "], 8, add_bos_eos=bos_eos)
             assert cut == 0
@@ -150,7 +150,7 @@ def test_empty_and_whitespace_captions(tok: TextTokenizer, caplog: pytest.LogCap
 
 
 def test_non_utf8_bytes_raise_naming_where(tok: TextTokenizer) -> None:
-    assert tok.encode("é seven".encode("utf-8")) == tok.encode("é seven")
+    assert tok.encode("é seven".encode()) == tok.encode("é seven")
     with pytest.raises(ValueError, match=r"caption 12: not valid UTF-8.*0xff at offset 2"):
         tok.encode(b"ab\xffcd", where="caption 12")
     with pytest.raises(ValueError, match=r"batch \[1\]: not valid UTF-8"):

@@ -19,25 +19,23 @@ import torch
 from torch.utils.data import DataLoader
 
 from omnimask.cli import main as cli_main
-from omnimask.data import (
-    IMAGENET_MEAN,
-    IMAGENET_STD,
+from omnimask.data import collate_repeated, embedded, ensure_embedded_dataset
+from omnimask.data.embedded import load_digits_source, stratified_split
+from omnimask.modalities.image import IMAGENET_MEAN, IMAGENET_STD
+from omnimask.modalities.video import (
     MultiScaleCrop,
     VideoDataset,
     VideoListError,
     VideoReadError,
-    collate_repeated,
     dense_indices,
     embedded_video_root,
-    ensure_embedded_dataset,
     normalize_video,
     read_video_list,
     resize_center_crop,
     segment_indices,
     video_eval_transform,
 )
-from omnimask.data import embedded
-from omnimask.data.embedded import load_digits_source, render_moving_digit, stratified_split
+from omnimask.modalities.video.embedded import render_moving_digit
 from omnimask.training import ResumableSampler, SeededDataset
 
 # ---------------------------------------------------------------- helpers
@@ -211,7 +209,7 @@ def test_multiscale_crop_one_box_for_all_frames() -> None:
         box = crop.sample(HEIGHT, WIDTH, np.random.default_rng(seed))
         boxes.add(box)
         x = crop(clip, rng)
-        assert x.shape == (3, 6, 16, 16) and x.dtype == torch.float32 and 0 <= x.min() and x.max() <= 1
+        assert x.shape == (3, 6, 16, 16) and x.dtype == torch.float32 and x.min() >= 0 and x.max() <= 1
         # Red and blue (the spatial ramps) are identical in every frame: the same box for the clip.
         assert torch.equal(x[[0, 2]], x[[0, 2], :1].expand(-1, 6, -1, -1))
         torch.testing.assert_close(x, crop.apply(clip, box))  # same rng -> same box
@@ -450,7 +448,7 @@ def test_embedded_video_is_deterministic(
     its index), so its files are also compared with the session's full build.
     """
     images, labels = load_digits_source()
-    monkeypatch.setattr(embedded.core, "load_digits_source", lambda: (images[:40], labels[:40]))
+    monkeypatch.setattr(embedded, "load_digits_source", lambda: (images[:40], labels[:40]))
     manifests = []
     for name in ("a", "b"):
         root = ensure_embedded_dataset(tmp_path / name, parts=("video",), progress=False)

@@ -10,10 +10,9 @@ import torch
 import torch.nn.functional as F
 
 from omnimask import OmniMaskConfig, OmniMaskModel
-from omnimask.finetune import (
-    ClassifierModel, FinetuneConfig, load_finetune_recipe, main as finetune_main, mean_average_precision,
-)
-from omnimask.recipe import main as recipe_main
+from omnimask.runners.finetune import ClassifierModel, FinetuneConfig, load_finetune_recipe, mean_average_precision
+from omnimask.runners.finetune import main as finetune_main
+from omnimask.runners.pretrain import main as recipe_main
 from omnimask.training.optim import layer_decay_groups
 
 REPO = Path(__file__).resolve().parents[1]
@@ -30,8 +29,12 @@ def audio_env(embedded_audio_dir, monkeypatch):
 
 
 def small_encoder(**enc) -> OmniMaskModel:
-    return OmniMaskModel(OmniMaskConfig(encoder={"dim": 32, "depth": 3, "num_heads": 2, **enc},
-                                        modalities={"image": {"tokenizer": {"image_size": 16, "patch_size": 4}}}))
+    return OmniMaskModel(
+        OmniMaskConfig(
+            encoder={"dim": 32, "depth": 3, "num_heads": 2, **enc},
+            modalities={"image": {"tokenizer": {"image_size": 16, "patch_size": 4}}},
+        )
+    )
 
 
 def test_runner_from_scratch_and_from_a_pretrained_directory(tmp_path, audio_env, capsys):
@@ -41,15 +44,28 @@ def test_runner_from_scratch_and_from_a_pretrained_directory(tmp_path, audio_env
     assert (tmp_path / "scratch" / "final" / "classifier_head.pt").is_file()
     # pretrain briefly, then fine-tune it with a longer clip (positions follow the new grid)
     pre = tmp_path / "pre"
-    assert recipe_main(["--config", str(REPO / "recipes/configs/audio/audiomae_test.yaml"), f"train.output_dir={pre}"]) == 0
-    args = ["--config", str(FT_CFG), f"init={pre / 'final'}", f"train.output_dir={tmp_path / 'ft'}",
-            "model={modalities: {audio: {tokenizer: {target_length: 64}}}}"]
+    assert (
+        recipe_main(["--config", str(REPO / "recipes/configs/audio/audiomae_test.yaml"), f"train.output_dir={pre}"])
+        == 0
+    )
+    args = [
+        "--config",
+        str(FT_CFG),
+        f"init={pre / 'final'}",
+        f"train.output_dir={tmp_path / 'ft'}",
+        "model={modalities: {audio: {tokenizer: {target_length: 64}}}}",
+    ]
     assert finetune_main(args) == 0
     enc = OmniMaskModel.from_pretrained(tmp_path / "ft" / "final")
     assert enc.config.modalities["audio"]["tokenizer"]["target_length"] == 64 and enc.config.encoder["drop_path"] == 0.1
     assert "Held-out top1" in capsys.readouterr().out
-    bad = ["--config", str(FT_CFG), f"init={pre / 'final'}", f"train.output_dir={tmp_path / 'bad'}",
-           "model={encoder: {dim: 48}}"]
+    bad = [
+        "--config",
+        str(FT_CFG),
+        f"init={pre / 'final'}",
+        f"train.output_dir={tmp_path / 'bad'}",
+        "model={encoder: {dim: 48}}",
+    ]
     assert finetune_main(bad) == 2
 
 

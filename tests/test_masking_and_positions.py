@@ -5,7 +5,9 @@ import pytest
 import torch
 
 from omnimask.backbone.pos_embed import interpolate_table_2d, sincos_1d_interleaved, sincos_2d_mae
-from omnimask.masking import MASKING, BlockMasking, RandomMasking, spec_from_mask
+from omnimask.masking import MASKING, spec_from_mask
+from omnimask.masking.block import BlockMasking
+from omnimask.masking.random import RandomMasking
 from omnimask.modalities.image import ImagePatchTokenizer
 
 

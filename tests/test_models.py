@@ -5,13 +5,12 @@ import json
 
 import pytest
 import torch
-from conftest import tiny_config_dict
 from transformers import AutoConfig, AutoModel, AutoModelForPreTraining
 
+from conftest import tiny_config_dict
 from omnimask import OmniMaskConfig, OmniMaskForPreTraining, OmniMaskModel, OmniMaskProcessor
 from omnimask.modalities import MODALITIES
 from omnimask.registry import ConfigError
-
 
 _SMALL_TOKENIZERS = {
     "ImagePatchTokenizer": {"image_size": 32, "patch_size": 8},
@@ -111,7 +110,7 @@ def test_loss_weights_and_exact_masked_mse():
 
 
 def test_norm_pix_target_matches_mae_formula():
-    from omnimask.objectives import MaskedMSE
+    from omnimask.objectives.mse import MaskedMSE
 
     t = torch.randn(2, 5, 12)
     mean, var = t.mean(-1, keepdim=True), t.var(-1, keepdim=True)
@@ -155,7 +154,9 @@ def test_encoder_only_load_drops_decoder_and_autoclasses(tmp_path, caplog):
     assert out.last_hidden_state.shape == (2, 17, 32) and out.pooler_output.shape == (2, 32)
     # an encoder-only checkpoint round-trips, and the pretraining class refuses it clearly
     enc.save_pretrained(tmp_path / "enc")
-    assert torch.equal(OmniMaskModel.from_pretrained(tmp_path / "enc")(image=x).pooler_output, enc(image=x).pooler_output)
+    assert torch.equal(
+        OmniMaskModel.from_pretrained(tmp_path / "enc")(image=x).pooler_output, enc(image=x).pooler_output
+    )
     with pytest.raises(ValueError, match="encoder-only"):
         OmniMaskForPreTraining.from_pretrained(tmp_path / "enc")
 

@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from omnimask.modalities.points_ops import (
+from omnimask.objectives import OBJECTIVES
+from omnimask.objectives.chamfer import MaskedChamfer
+from omnimask.ops.geometry import (
     POINTNET2_MIN_NORM_SQ,
     chamfer_distance,
     chamfer_l1,
@@ -19,7 +21,6 @@ from omnimask.modalities.points_ops import (
     group_points,
     knn_group,
 )
-from omnimask.objectives import OBJECTIVES, MaskedChamfer
 
 # ----------------------------------------------------------------------------------- references
 
@@ -117,7 +118,9 @@ def test_fps_other_starts():
     check_fps(xyz, 12, start=7)
     check_fps(xyz, 12, start=49)
     got = check_fps(xyz, 12, start=torch.tensor([0, 13, 42]))
-    assert torch.equal(farthest_point_sample(xyz, 12, start=torch.tensor([0, 13, 42]), chunk_elements=1), got)  # one cloud per block
+    assert torch.equal(
+        farthest_point_sample(xyz, 12, start=torch.tensor([0, 13, 42]), chunk_elements=1), got
+    )  # one cloud per block
     check_fps(xyz, 12, start=torch.tensor(5))
     g1, g2 = torch.Generator().manual_seed(3), torch.Generator().manual_seed(3)
     r1 = farthest_point_sample(xyz, 12, start="random", generator=g1)
@@ -228,15 +231,24 @@ def test_fps_half_and_cuda_layouts_agree():
         (lambda: farthest_point_sample(torch.rand(2, 8, 3), 2, start=8), "start"),
         (lambda: farthest_point_sample(torch.rand(2, 8, 3), 2, start=-1), "start"),
         (lambda: farthest_point_sample(torch.rand(2, 8, 3), 2, start="first"), "start"),
-        (lambda: farthest_point_sample(torch.rand(2, 8, 3), 2, start=torch.tensor([0, 1, 2])), r"start: expected a scalar or a \(2,\)"),
+        (
+            lambda: farthest_point_sample(torch.rand(2, 8, 3), 2, start=torch.tensor([0, 1, 2])),
+            r"start: expected a scalar or a \(2,\)",
+        ),
         (lambda: farthest_point_sample(torch.rand(2, 8, 3), 2, start=torch.tensor([0, 8])), "start: indices"),
         (lambda: farthest_point_sample(torch.rand(2, 8, 3), 2, min_norm_sq=math.nan), "min_norm_sq"),
         (lambda: farthest_point_sample(torch.rand(2, 8, 3), 2, ties="first"), "ties"),
         (lambda: knn_group(torch.rand(2, 8, 3), torch.rand(2, 4, 3), 9), r"k must be in \[1, 8\]"),
         (lambda: knn_group(torch.rand(2, 8, 3), torch.rand(3, 4, 3), 2), "centers: expected shape"),
         (lambda: knn_group(torch.rand(2, 8, 3), torch.rand(2, 4, 2), 2), "centers: expected shape"),
-        (lambda: knn_group(torch.rand(2, 8, 3), torch.full((2, 4, 3), math.nan), 2), "centers: coordinates must be finite"),
-        (lambda: gather_points(torch.rand(2, 8, 3), torch.tensor([[0, 8], [1, 2]])), r"idx: indices must be in \[0, 7\]"),
+        (
+            lambda: knn_group(torch.rand(2, 8, 3), torch.full((2, 4, 3), math.nan), 2),
+            "centers: coordinates must be finite",
+        ),
+        (
+            lambda: gather_points(torch.rand(2, 8, 3), torch.tensor([[0, 8], [1, 2]])),
+            r"idx: indices must be in \[0, 7\]",
+        ),
         (lambda: gather_points(torch.rand(2, 8, 3), torch.tensor([[0, 1]])), "idx: expected shape"),
         (lambda: chamfer_distance(torch.rand(2, 4, 3), torch.rand(2, 5, 2)), "same leading dims and D"),
         (lambda: chamfer_distance(torch.rand(2, 4, 3), torch.rand(3, 5, 3)), "same leading dims and D"),
@@ -300,7 +312,9 @@ def test_knn_ties_and_duplicates():
 def test_group_points_relative_and_grad():
     xyz = torch.randn(2, 40, 3, dtype=torch.float64, requires_grad=True)
     centers = gather_points(xyz, farthest_point_sample(xyz, 6))
-    assert torch.equal(centers.detach(), torch.stack([xyz[b, farthest_point_sample(xyz, 6)[b]] for b in range(2)]).detach())
+    assert torch.equal(
+        centers.detach(), torch.stack([xyz[b, farthest_point_sample(xyz, 6)[b]] for b in range(2)]).detach()
+    )
     nb, idx = group_points(xyz, centers, 5)
     raw, idx2 = group_points(xyz, centers, 5, relative=False)
     assert nb.shape == (2, 6, 5, 3) and torch.equal(idx, idx2)

@@ -13,8 +13,8 @@ from omnimask import OmniMaskConfig, OmniMaskForPreTraining, OmniMaskModel
 from omnimask.backbone.encoder import EncoderConfig, TransformerEncoder
 from omnimask.masking import MASKING
 from omnimask.modalities.points import PointGroupTokenizer
-from omnimask.modalities.points_ops import chamfer_distance
-from omnimask.recipe import build_dataset
+from omnimask.ops.geometry import chamfer_distance
+from omnimask.runners.common import build_dataset
 
 
 def cloud(b: int = 2, n: int = 128, seed: int = 0) -> torch.Tensor:
@@ -24,8 +24,13 @@ def cloud(b: int = 2, n: int = 128, seed: int = 0) -> torch.Tensor:
 def small_config(**points) -> dict:
     return {
         "encoder": {"dim": 32, "depth": 2, "num_heads": 2, "cls_token": False, "pos_every_block": True},
-        "modalities": {"points": {"tokenizer": {"num_points": 128, "num_groups": 16, "group_size": 8},
-                                  "decoder": {"depth": 1, "num_heads": 2}, **points}},
+        "modalities": {
+            "points": {
+                "tokenizer": {"num_points": 128, "num_groups": 16, "group_size": 8},
+                "decoder": {"depth": 1, "num_heads": 2},
+                **points,
+            }
+        },
     }
 
 
@@ -84,7 +89,9 @@ def test_encoder_adds_positions_before_every_block():
 
 def test_pos_once_vs_every_block_in_the_model():
     torch.manual_seed(0)
-    once = OmniMaskModel(OmniMaskConfig(**{**small_config(), "encoder": {**small_config()["encoder"], "pos_every_block": False}}))
+    once = OmniMaskModel(
+        OmniMaskConfig(**{**small_config(), "encoder": {**small_config()["encoder"], "pos_every_block": False}})
+    )
     every = OmniMaskModel(OmniMaskConfig(**small_config()))
     every.load_state_dict(once.state_dict())
     x = cloud()
@@ -202,4 +209,7 @@ def test_weight_decay_skips_tokens_and_tables_but_not_the_centre_mlps():
     assert not names["omnimask.cls_token"]
     assert names["omnimask.cls_pos"]  # Point-MAE decays cls_pos too: only names with "token" are skipped
     assert not names["decoders.points.mask_token"] and not names["omnimask.encoder.blocks.0.norm1.weight"]
-    assert names["omnimask.tokenizers.points.embed.first.0.weight"] and not names["omnimask.tokenizers.points.embed.first.0.bias"]
+    assert (
+        names["omnimask.tokenizers.points.embed.first.0.weight"]
+        and not names["omnimask.tokenizers.points.embed.first.0.bias"]
+    )

@@ -9,11 +9,13 @@ from PIL import Image
 
 from omnimask import OmniMaskConfig, OmniMaskForPreTraining, OmniMaskModel
 from omnimask.cli import main as cli_main
-from omnimask.config import load_yaml
-from omnimask.finetune import load_finetune_recipe
 from omnimask.evaluation import EvalConfig, compare_encoders, few_label_subset
-from omnimask.recipe import build_dataset, load_recipe, main as recipe_main
 from omnimask.registry import ConfigError
+from omnimask.run_config import load_yaml
+from omnimask.runners.common import build_dataset
+from omnimask.runners.finetune import load_finetune_recipe
+from omnimask.runners.pretrain import load_recipe
+from omnimask.runners.pretrain import main as recipe_main
 from omnimask.training import OptimConfig, TrainConfig, Trainer
 
 REPO = Path(__file__).resolve().parents[1]
@@ -73,7 +75,12 @@ def test_recipe_config_errors_are_reported(tmp_path, capsys):
     assert recipe_main(["--config", str(TEST_CFG), f"train.output_dir={tmp_path}", "optim.base_lrr=1"]) == 2
     err = capsys.readouterr().err
     assert "base_lrr" in err and "base_lr" in err
-    assert recipe_main(["--config", str(TEST_CFG), f"train.output_dir={tmp_path}", "model.modalities.image.decoder.name=cnn"]) == 2
+    assert (
+        recipe_main(
+            ["--config", str(TEST_CFG), f"train.output_dir={tmp_path}", "model.modalities.image.decoder.name=cnn"]
+        )
+        == 2
+    )
     assert "unknown decoder 'cnn'" in capsys.readouterr().err
     assert recipe_main(["--config", str(TEST_CFG), f"data.image.root={tmp_path / 'nowhere'}"]) == 2
     assert "does not exist" in capsys.readouterr().err
@@ -87,8 +94,17 @@ def _losses(model_seed_dir: Path, max_steps: int, resume: bool) -> list[float]:
     torch.manual_seed(0)
     model = OmniMaskForPreTraining(config)
     dataset = torch.utils.data.Subset(build_dataset(config, cfg.data, "image", "train"), range(96))
-    train = TrainConfig(epochs=3, max_steps=max_steps, batch_size=16, accum_steps=2, num_workers=0,
-                        output_dir=str(model_seed_dir), checkpoint_every=2, progress=False, log_every=0)
+    train = TrainConfig(
+        epochs=3,
+        max_steps=max_steps,
+        batch_size=16,
+        accum_steps=2,
+        num_workers=0,
+        output_dir=str(model_seed_dir),
+        checkpoint_every=2,
+        progress=False,
+        log_every=0,
+    )
     return Trainer(model, dataset, train, OptimConfig(base_lr=1e-3, warmup_epochs=1)).fit(resume=resume).losses
 
 
@@ -109,20 +125,27 @@ def test_cli_list_and_errors(capsys):
 
 
 def test_cli_train_is_the_recipe_script(tmp_path):
-    assert cli_main(["train", "image_mae", "--config", str(TEST_CFG), f"train.output_dir={tmp_path}", "train.max_steps=1"]) == 0
+    assert (
+        cli_main(["train", "image_mae", "--config", str(TEST_CFG), f"train.output_dir={tmp_path}", "train.max_steps=1"])
+        == 0
+    )
     assert (tmp_path / "final" / "model.safetensors").is_file()
 
 
 def test_few_label_protocol_learns_an_easy_task():
     """Two classes (dark vs bright images) are separable from a random encoder after fine-tuning."""
     torch.manual_seed(0)
-    config = OmniMaskConfig(encoder={"dim": 32, "depth": 1, "num_heads": 2},
-                            modalities={"image": {"tokenizer": {"image_size": 16, "patch_size": 8}}})
+    config = OmniMaskConfig(
+        encoder={"dim": 32, "depth": 1, "num_heads": 2},
+        modalities={"image": {"tokenizer": {"image_size": 16, "patch_size": 8}}},
+    )
     y = torch.arange(40) % 2
     x = torch.randn(40, 3, 16, 16) * 0.3 + (y.float() * 2 - 1)[:, None, None, None]
     idx = few_label_subset(y, 5, seed=0)
     assert sorted(y[idx].tolist()) == [0] * 5 + [1] * 5
-    cfg = EvalConfig(labels_per_class=5, repeats=1, epochs=15, batch_size=10, lr=3e-3, warmup_epochs=1, linear_probe=True)
+    cfg = EvalConfig(
+        labels_per_class=5, repeats=1, epochs=15, batch_size=10, lr=3e-3, warmup_epochs=1, linear_probe=True
+    )
     report = compare_encoders({"random": OmniMaskModel(config)}, "image", (x, y), (x, y), cfg, progress=False)
     assert report["random"]["finetune_mean"] >= 90.0
     assert report["random"]["probe_all"] >= 90.0 and report["random"]["probe_few_mean"] >= 90.0
@@ -140,13 +163,16 @@ def test_recipe_with_block_masking_on_own_folder_without_val(tmp_path, data_dir)
         shutil.copytree(data_dir / "v1/image/train" / digit, own / digit)
     out = tmp_path / "run"
     argv = ["--config", str(TEST_CFG), f"train.output_dir={out}", f"data.image.root={own}", "train.max_steps=2"]
-    cfg = load_recipe(TEST_CFG, argv[2:])
-    cfg.model["modalities"]["image"]["masking"] = {"name": "block", "ratio": 0.5, "min_block": 2}
-    from omnimask.recipe import run
+    # the model config is validated and built once, when the recipe is loaded: change it there
+    masking = "model.modalities.image.masking={name: block, ratio: 0.5, min_block: 2}"
+    cfg = load_recipe(TEST_CFG, [*argv[2:], masking])
+    from omnimask.runners.pretrain import run
 
     summary = run(cfg)
     assert Path(summary["reconstruction"]).is_file()
-    assert OmniMaskForPreTraining.from_pretrained(out / "final").config.modalities["image"]["masking"]["name"] == "block"
+    assert (
+        OmniMaskForPreTraining.from_pretrained(out / "final").config.modalities["image"]["masking"]["name"] == "block"
+    )
 
 
 def test_recipe_rejects_model_typos_and_missing_checkpoints(tmp_path, capsys):

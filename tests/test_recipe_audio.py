@@ -12,8 +12,10 @@ import torch
 
 from omnimask import OmniMaskConfig, OmniMaskForPreTraining, OmniMaskProcessor
 from omnimask.cli import main as cli_main
-from omnimask.data import embedded_audio_root
-from omnimask.recipe import build_dataset, load_recipe, main as recipe_main
+from omnimask.modalities.audio import embedded_audio_root
+from omnimask.runners.common import build_dataset
+from omnimask.runners.pretrain import load_recipe
+from omnimask.runners.pretrain import main as recipe_main
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_CFG = REPO / "recipes/configs/audio/audiomae_test.yaml"
@@ -76,8 +78,14 @@ def test_recipe_reads_a_path_label_list_and_names_or_counts_a_broken_file(tmp_pa
     (tmp_path / "empty.wav").write_bytes(b"")
     lst = tmp_path / "train.txt"
     lst.write_text("\n".join(lines + [f"{tmp_path / 'empty.wav'} 1"]) + "\n")
-    args = ["--config", str(TEST_CFG), f"train.output_dir={tmp_path / 'run'}", f"data.audio.list_file={lst}", "train.batch_size=5",
-            "train.max_steps=1"]
+    args = [
+        "--config",
+        str(TEST_CFG),
+        f"train.output_dir={tmp_path / 'run'}",
+        f"data.audio.list_file={lst}",
+        "train.batch_size=5",
+        "train.max_steps=1",
+    ]
     assert recipe_main(args) == 2
     assert "empty.wav" in capsys.readouterr().err
     assert recipe_main(args + ["data.audio.on_error=skip"]) == 0
@@ -105,27 +113,58 @@ def test_embedded_json_gives_int_labels_and_the_tokenizer_shape():
 
 def test_audio_stats_command(tmp_path, capsys):
     out = tmp_path / "stats.json"
-    assert cli_main(["audio-stats", str(embedded_audio_root() / "val.json"), "--num-mel-bins", "32", "--max-clips", "20",
-                     "--out", str(out)]) == 0
+    assert (
+        cli_main(
+            [
+                "audio-stats",
+                str(embedded_audio_root() / "val.json"),
+                "--num-mel-bins",
+                "32",
+                "--max-clips",
+                "20",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     stats = json.loads(out.read_text())
     assert stats["clips"] == 20 and stats["num_mel_bins"] == 32 and -20 < stats["mean"] < 5 and stats["std"] > 0
     assert "std doubled" in capsys.readouterr().err
 
 
 def test_balanced_sampling_uses_the_datasets_weights(tmp_path):
-    from omnimask.recipe import load_recipe
+    from omnimask.runners.pretrain import load_recipe
     from omnimask.training import Trainer
 
-    cfg = load_recipe(TEST_CFG, [f"train.output_dir={tmp_path}", "train.balanced_sampling=true", "train.epoch_samples=24"])
+    cfg = load_recipe(
+        TEST_CFG, [f"train.output_dir={tmp_path}", "train.balanced_sampling=true", "train.epoch_samples=24"]
+    )
     config = OmniMaskConfig(**cfg.model)
     ds = build_dataset(config, {"audio": {}}, "audio", "train")
     trainer = Trainer(OmniMaskForPreTraining(config), ds, cfg.train, cfg.optim)
     assert torch.allclose(trainer.sampler.weights, ds.sample_weights().double())
     assert trainer.steps_per_epoch == 24 // cfg.train.batch_size
-    assert recipe_main(["--config", str(TEST_CFG), f"train.output_dir={tmp_path / 'run'}", "train.balanced_sampling=true",
-                        "train.epoch_samples=16", "train.max_steps=2"]) == 0
+    assert (
+        recipe_main(
+            [
+                "--config",
+                str(TEST_CFG),
+                f"train.output_dir={tmp_path / 'run'}",
+                "train.balanced_sampling=true",
+                "train.epoch_samples=16",
+                "train.max_steps=2",
+            ]
+        )
+        == 0
+    )
     # a dataset without weights is refused with the reason
     image_cfg = load_recipe(REPO / "recipes/configs/image/mae_vit_test.yaml", ["train.balanced_sampling=true"])
     with pytest.raises(ValueError, match="sample_weights"):
-        Trainer(OmniMaskForPreTraining(OmniMaskConfig(**image_cfg.model)), torch.utils.data.TensorDataset(torch.zeros(8)),
-                image_cfg.train, image_cfg.optim, modalities=["image"])
+        Trainer(
+            OmniMaskForPreTraining(OmniMaskConfig(**image_cfg.model)),
+            torch.utils.data.TensorDataset(torch.zeros(8)),
+            image_cfg.train,
+            image_cfg.optim,
+            modalities=["image"],
+        )

@@ -8,8 +8,9 @@ from PIL import Image
 
 from omnimask import OmniMaskConfig, OmniMaskForPreTraining, OmniMaskProcessor
 from omnimask.cli import main as cli_main
-from omnimask.data import embedded_video_root, read_video_list
-from omnimask.recipe import load_recipe, main as recipe_main
+from omnimask.modalities.video import embedded_video_root, read_video_list
+from omnimask.runners.pretrain import load_recipe
+from omnimask.runners.pretrain import main as recipe_main
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_CFG = REPO / "recipes/configs/video/videomae_test.yaml"
@@ -55,8 +56,18 @@ def test_video_recipe_runs_on_the_embedded_videos(tmp_path, capsys):
 
 def test_dual_masking_recipe_runs(tmp_path):
     masking = "{name: dual, encoder: {name: tube, ratio: 0.75}, decoder: {name: running_cell, ratio: 0.5}}"
-    assert recipe_main(["--config", str(TEST_CFG), f"train.output_dir={tmp_path}", f"model.modalities.video.masking={masking}",
-                        "train.max_steps=2"]) == 0
+    assert (
+        recipe_main(
+            [
+                "--config",
+                str(TEST_CFG),
+                f"train.output_dir={tmp_path}",
+                f"model.modalities.video.masking={masking}",
+                "train.max_steps=2",
+            ]
+        )
+        == 0
+    )
     assert (tmp_path / "reconstruction_video.png").is_file()
 
 
@@ -74,16 +85,42 @@ def _user_list(tmp_path: Path, broken: bool) -> Path:
 
 def test_user_list_file_with_one_override_and_the_skip_policy(tmp_path, capsys):
     good = _user_list(tmp_path, broken=False)
-    assert recipe_main(["--config", str(TEST_CFG), f"train.output_dir={tmp_path / 'a'}", f"data.video.list_file={good}"]) == 0
+    assert (
+        recipe_main(["--config", str(TEST_CFG), f"train.output_dir={tmp_path / 'a'}", f"data.video.list_file={good}"])
+        == 0
+    )
     broken = _user_list(tmp_path, broken=True)
     # stop (the default): the error names the file
-    assert recipe_main(["--config", str(TEST_CFG), f"train.output_dir={tmp_path / 'b'}", f"data.video.list_file={broken}",
-                        "train.epochs=3", "~train.max_steps"]) != 0
+    assert (
+        recipe_main(
+            [
+                "--config",
+                str(TEST_CFG),
+                f"train.output_dir={tmp_path / 'b'}",
+                f"data.video.list_file={broken}",
+                "train.epochs=3",
+                "~train.max_steps",
+            ]
+        )
+        != 0
+    )
     captured = capsys.readouterr()
     assert "broken.mp4" in captured.err
     # skip and count: the run finishes and reports how many reads it skipped
-    assert recipe_main(["--config", str(TEST_CFG), f"train.output_dir={tmp_path / 'c'}", f"data.video.list_file={broken}",
-                        "data.video.on_error=skip", "train.epochs=3", "~train.max_steps"]) == 0
+    assert (
+        recipe_main(
+            [
+                "--config",
+                str(TEST_CFG),
+                f"train.output_dir={tmp_path / 'c'}",
+                f"data.video.list_file={broken}",
+                "data.video.on_error=skip",
+                "train.epochs=3",
+                "~train.max_steps",
+            ]
+        )
+        == 0
+    )
     out = capsys.readouterr().out
     summary = (tmp_path / "c" / "summary.json").read_text()
     assert '"skipped_samples": 3' in summary  # one bad file, read once per epoch

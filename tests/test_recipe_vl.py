@@ -8,8 +8,9 @@ import pytest
 import torch
 
 from omnimask import OmniMaskConfig
-from omnimask.data.pairs import PairsDataConfig, build_pairs_dataset
-from omnimask.recipe import load_recipe, main as recipe_main
+from omnimask.modalities.text.pairs import PairsDataConfig, build_pairs_dataset
+from omnimask.runners.pretrain import load_recipe
+from omnimask.runners.pretrain import main as recipe_main
 
 REPO = Path(__file__).resolve().parents[1]
 TEST_CFG = REPO / "recipes/configs/vl/m3ae_test.yaml"
@@ -36,7 +37,9 @@ def test_vl_recipe_trains_on_pairs_and_reports_retrieval(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     for name in ("pretrained (omnimask)", "random init"):
         r = summary["eval"][name]
-        assert {"i2t_R@1", "t2i_R@10", "masked_token_acc", "masked_token_acc_with_image"} <= set(r) and 0 <= r["t2i_R@10"] <= 100
+        assert {"i2t_R@1", "t2i_R@10", "masked_token_acc", "masked_token_acc_with_image"} <= set(r) and 0 <= r[
+            "t2i_R@10"
+        ] <= 100
     assert (out / "reconstruction_image.png").is_file()
     assert "Held-out retrieval on 359 image-caption pairs" in capsys.readouterr().out
 
@@ -61,7 +64,7 @@ def test_paired_dataset_items_and_errors():
 
 def test_saved_model_carries_its_tokenizer(tmp_path):
     from omnimask import OmniMaskForPreTraining, OmniMaskProcessor
-    from omnimask.data.text import TextTokenizer
+    from omnimask.modalities.text import TextTokenizer
 
     model = OmniMaskForPreTraining(OmniMaskConfig(**load_recipe(TEST_CFG).model))
     model.save_pretrained(tmp_path / "m")

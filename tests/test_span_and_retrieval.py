@@ -4,7 +4,8 @@ import pytest
 import torch
 
 from omnimask.evaluation import retrieval_recall
-from omnimask.masking import MASKING, SpanMasking
+from omnimask.masking import MASKING
+from omnimask.masking.span import SpanMasking
 
 
 def test_span_lengths_follow_the_clipped_geometric_law():

@@ -7,15 +7,22 @@ import torch
 import torch.nn.functional as F
 
 from omnimask import OmniMaskConfig, OmniMaskForPreTraining, OmniMaskModel
-from omnimask.objectives import MaskedCrossEntropy
+from omnimask.objectives.cross_entropy import MaskedCrossEntropy
 
 V, L = 50, 12
 
 
 def text_cfg(**text) -> dict:
-    return {"encoder": {"dim": 32, "depth": 3, "num_heads": 2},
-            "modalities": {"text": {"tokenizer": {"vocab_size": V, "max_length": L},
-                                    "decoder": {"dim": 16, "depth": 1, "num_heads": 2}, **text}}}
+    return {
+        "encoder": {"dim": 32, "depth": 3, "num_heads": 2},
+        "modalities": {
+            "text": {
+                "tokenizer": {"vocab_size": V, "max_length": L},
+                "decoder": {"dim": 16, "depth": 1, "num_heads": 2},
+                **text,
+            }
+        },
+    }
 
 
 def ids_with_padding(lengths, seed=0):
@@ -55,7 +62,9 @@ def test_padding_does_not_change_the_real_tokens_outputs():
 
 
 def test_replace_mode_feeds_the_mask_symbol_to_the_encoder_and_the_mlp_head_reads_it():
-    cfg = text_cfg(encoder_mask="replace", decoder={"name": "mlp"}, masking={"name": "span", "ratio": 0.25, "max_span": 3})
+    cfg = text_cfg(
+        encoder_mask="replace", decoder={"name": "mlp"}, masking={"name": "span", "ratio": 0.25, "max_span": 3}
+    )
     model = OmniMaskForPreTraining(OmniMaskConfig(**cfg))
     seen = []
     model.omnimask.encoder.register_forward_pre_hook(lambda m, args: seen.append(args[0].shape[1]))
@@ -84,11 +93,23 @@ def test_decoder_reads_the_chosen_encoder_block():
 
 
 def test_image_and_text_in_one_model_with_their_own_ratios_and_weights():
-    cfg = {"encoder": {"dim": 32, "depth": 2, "num_heads": 2},
-           "modalities": {"image": {"tokenizer": {"image_size": 16, "patch_size": 4}, "masking": {"name": "random", "ratio": 0.75},
-                                    "decoder": {"dim": 16, "depth": 1, "num_heads": 2}, "loss_weight": 1.0},
-                          "text": {"tokenizer": {"vocab_size": V, "max_length": L}, "masking": {"name": "random", "ratio": 0.25},
-                                   "decoder": {"dim": 16, "depth": 1, "num_heads": 2}, "loss_weight": 0.5}}}
+    cfg = {
+        "encoder": {"dim": 32, "depth": 2, "num_heads": 2},
+        "modalities": {
+            "image": {
+                "tokenizer": {"image_size": 16, "patch_size": 4},
+                "masking": {"name": "random", "ratio": 0.75},
+                "decoder": {"dim": 16, "depth": 1, "num_heads": 2},
+                "loss_weight": 1.0,
+            },
+            "text": {
+                "tokenizer": {"vocab_size": V, "max_length": L},
+                "masking": {"name": "random", "ratio": 0.25},
+                "decoder": {"dim": 16, "depth": 1, "num_heads": 2},
+                "loss_weight": 0.5,
+            },
+        },
+    }
     model = OmniMaskForPreTraining(OmniMaskConfig(**cfg))
     out = model({"image": torch.randn(2, 3, 16, 16), "text": ids_with_padding([12, 8])})
     assert out.mask["image"].sum(1).tolist() == [12, 12] and out.mask["text"].sum(1).tolist() == [3, 3]

@@ -19,10 +19,25 @@ from safetensors.torch import save_model
 from torch import nn
 from torch.utils.data import DataLoader, Dataset
 
-from omnimask.training import (CheckpointError, NonFiniteLossError, OptimConfig, ResumableSampler, SeededDataset,
-                                TrainConfig, Trainer, apply_lr, build_optimizer, capture_rng_state, list_checkpoints,
-                                load_checkpoint, lr_at, param_groups, resolve_checkpoint, restore_rng_state,
-                                save_checkpoint)
+from omnimask.training import (
+    CheckpointError,
+    NonFiniteLossError,
+    OptimConfig,
+    ResumableSampler,
+    SeededDataset,
+    TrainConfig,
+    Trainer,
+    apply_lr,
+    build_optimizer,
+    capture_rng_state,
+    list_checkpoints,
+    load_checkpoint,
+    lr_at,
+    param_groups,
+    resolve_checkpoint,
+    restore_rng_state,
+    save_checkpoint,
+)
 
 DIM = 8
 
@@ -73,8 +88,18 @@ class NoisyData(Dataset):
 
 
 def _cfg(out: Path, **kw) -> TrainConfig:
-    base = dict(epochs=3, max_steps=6, batch_size=4, accum_steps=2, num_workers=0, log_every=1, checkpoint_every=100,
-                keep_checkpoints=2, device="cpu", progress=False)
+    base = dict(
+        epochs=3,
+        max_steps=6,
+        batch_size=4,
+        accum_steps=2,
+        num_workers=0,
+        log_every=1,
+        checkpoint_every=100,
+        keep_checkpoints=2,
+        device="cpu",
+        progress=False,
+    )
     return TrainConfig(output_dir=str(out), **{**base, **kw})
 
 
@@ -111,8 +136,10 @@ def test_warmup_cosine_values():
     assert lr_at(60, **kw) == pytest.approx(0.55)  # cosine midpoint
     assert lr_at(110, **kw) == pytest.approx(0.1)
     assert lr_at(200, **kw) == pytest.approx(0.1)
-    opt = torch.optim.SGD([{"params": [nn.Parameter(torch.zeros(1))], "lr_scale": 0.5},
-                           {"params": [nn.Parameter(torch.zeros(1))]}], lr=1.0)
+    opt = torch.optim.SGD(
+        [{"params": [nn.Parameter(torch.zeros(1))], "lr_scale": 0.5}, {"params": [nn.Parameter(torch.zeros(1))]}],
+        lr=1.0,
+    )
     apply_lr(opt, 0.2)
     assert [g["lr"] for g in opt.param_groups] == [0.1, 0.2]
 
@@ -147,8 +174,9 @@ def test_seeded_dataset_independent_of_workers():
 
     def load(workers: int) -> torch.Tensor:
         sampler = ResumableSampler(len(ds), seed=7)
-        loader = DataLoader(ds, batch_size=4, sampler=sampler, num_workers=workers,
-                            generator=torch.Generator().manual_seed(0))
+        loader = DataLoader(
+            ds, batch_size=4, sampler=sampler, num_workers=workers, generator=torch.Generator().manual_seed(0)
+        )
         return torch.cat([b["x"] for b in loader])
 
     torch.manual_seed(0)
@@ -160,7 +188,7 @@ def test_seeded_dataset_independent_of_workers():
 
 def _opt(model: nn.Module) -> torch.optim.Optimizer:
     opt = build_optimizer(model, OPTIM, 8)
-    model(({"x": torch.randn(4, DIM)})).loss.backward()
+    model({"x": torch.randn(4, DIM)}).loss.backward()
     opt.step()
     return opt
 
@@ -169,8 +197,16 @@ def test_checkpoint_atomic_latest_and_pruning(tmp_path):
     opt = _opt(model := _model())
     (tmp_path / "checkpoints" / ".tmp_step_00000099_crash").mkdir(parents=True)  # a crashed save
     for step in (1, 2, 3):
-        path = save_checkpoint(tmp_path, model=model, optimizer=opt, step=step, epoch=0, step_in_epoch=step,
-                               extra={"note": "hi", "sizes": [1, 2]}, keep=2)
+        path = save_checkpoint(
+            tmp_path,
+            model=model,
+            optimizer=opt,
+            step=step,
+            epoch=0,
+            step_in_epoch=step,
+            extra={"note": "hi", "sizes": [1, 2]},
+            keep=2,
+        )
     assert path.name == "step_00000003"
     assert [p.name for p in list_checkpoints(tmp_path)] == ["step_00000002", "step_00000003"]
     assert (tmp_path / "checkpoints" / "latest").read_text().strip() == "step_00000003"
@@ -207,8 +243,9 @@ def test_checkpoint_save_pretrained_and_errors(tmp_path):
     assert (path / "config.json").is_file()
     load_checkpoint(path, ToyAE())
     with pytest.raises(TypeError, match=r"extra\['obj'\]"):
-        save_checkpoint(tmp_path, model=model, optimizer=None, step=2, epoch=0, step_in_epoch=2,
-                        extra={"obj": object()}, keep=1)
+        save_checkpoint(
+            tmp_path, model=model, optimizer=None, step=2, epoch=0, step_in_epoch=2, extra={"obj": object()}, keep=1
+        )
     with pytest.raises(CheckpointError, match="missing"):
         load_checkpoint(path, nn.Linear(2, 2))
     with pytest.raises(CheckpointError, match=str(tmp_path / "nothing")):
@@ -242,8 +279,13 @@ def test_resume_exact_with_workers(tmp_path):
 
 def test_non_finite_loss_stops_and_keeps_checkpoint(tmp_path):
     hook_steps: list[int] = []
-    trainer = Trainer(_model(nan_at_call=7), NoisyData(), _cfg(tmp_path, checkpoint_every=2), OPTIM,
-                      hooks=[lambda tr, step, out: hook_steps.append(step)])
+    trainer = Trainer(
+        _model(nan_at_call=7),
+        NoisyData(),
+        _cfg(tmp_path, checkpoint_every=2),
+        OPTIM,
+        hooks=[lambda tr, step, out: hook_steps.append(step)],
+    )
     with pytest.raises(NonFiniteLossError, match=r"step 4 \(epoch 0.*'x': nan.*step_00000002") as err:
         trainer.fit()
     assert err.value.step == 4 and hook_steps == [1, 2, 3]
@@ -254,8 +296,13 @@ def test_non_finite_loss_stops_and_keeps_checkpoint(tmp_path):
 
 def test_bf16_and_hooks(tmp_path):
     seen: list[tuple[int, int]] = []
-    trainer = Trainer(_model(), NoisyData(), _cfg(tmp_path, bf16=True, max_steps=2, accum_steps=1), OPTIM,
-                      hooks=[lambda tr, step, out: seen.append((step, tr.step))])
+    trainer = Trainer(
+        _model(),
+        NoisyData(),
+        _cfg(tmp_path, bf16=True, max_steps=2, accum_steps=1),
+        OPTIM,
+        hooks=[lambda tr, step, out: seen.append((step, tr.step))],
+    )
     result = trainer.fit()
     assert seen == [(1, 1), (2, 2)] and all(math.isfinite(x) for x in result.losses) and result.samples_per_sec > 0
 
@@ -278,8 +325,11 @@ cleanup()
 def test_ddp_two_process_resume(tmp_path):
     script = tmp_path / "ddp_run.py"
     script.write_text(DDP_SCRIPT)
-    env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1] / "src"),
-                                                       str(Path(__file__).parent)]), OMP_NUM_THREADS="1")
+    env = dict(
+        os.environ,
+        PYTHONPATH=os.pathsep.join([str(Path(__file__).parents[1] / "src"), str(Path(__file__).parent)]),
+        OMP_NUM_THREADS="1",
+    )
 
     def run(out: str, steps: int, resume: int) -> list[float]:
         # The free port is released before torchrun binds it, so another process can take it in
@@ -287,8 +337,18 @@ def test_ddp_two_process_resume(tmp_path):
         for _ in range(3):
             with socket.create_server(("127.0.0.1", 0)) as sock:  # a free port for the rendezvous
                 port = sock.getsockname()[1]
-            cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_addr=127.0.0.1",
-                   f"--master_port={port}", str(script), out, str(steps), str(resume)]
+            cmd = [
+                sys.executable,
+                "-m",
+                "torch.distributed.run",
+                "--nproc_per_node=2",
+                "--master_addr=127.0.0.1",
+                f"--master_port={port}",
+                str(script),
+                out,
+                str(steps),
+                str(resume),
+            ]
             proc = subprocess.run(cmd, env=env, timeout=180, capture_output=True, text=True)
             if proc.returncode == 0 or not any(e in proc.stderr for e in ("EADDRINUSE", "address already in use")):
                 break

@@ -9,9 +9,11 @@ from torch.utils.data import DataLoader
 
 from omnimask import OmniMaskConfig, OmniMaskForPreTraining
 from omnimask.backbone.pos_embed import sincos_1d_interleaved, sincos_2d_mae, sincos_3d_separable
-from omnimask.masking import DualMasking, RunningCellMasking, TubeMasking
-from omnimask.modalities.video import VideoTubeTokenizer
 from omnimask.data import collate_repeated
+from omnimask.masking.dual import DualMasking
+from omnimask.masking.running_cell import RunningCellMasking
+from omnimask.masking.tube import TubeMasking
+from omnimask.modalities.video import VideoTubeTokenizer
 from omnimask.training import LoaderMasks, OptimConfig, SeededDataset, TrainConfig, Trainer
 
 
@@ -20,7 +22,9 @@ def video_config(masking=None, **tok):
     video = {"tokenizer": tokenizer, "decoder": {"dim": 16, "depth": 1, "num_heads": 2}}
     if masking is not None:
         video["masking"] = masking
-    return OmniMaskConfig(encoder={"dim": 32, "depth": 2, "num_heads": 2, "cls_token": False}, modalities={"video": video})
+    return OmniMaskConfig(
+        encoder={"dim": 32, "depth": 2, "num_heads": 2, "cls_token": False}, modalities={"video": video}
+    )
 
 
 # ---- tokenizer -------------------------------------------------------------------------------
@@ -130,7 +134,11 @@ def test_running_cell_follows_videomae_v2():
 
 
 def test_dual_masking_loss_counts_hidden_and_decoded_tokens_only():
-    masking = {"name": "dual", "encoder": {"name": "tube", "ratio": 0.5}, "decoder": {"name": "running_cell", "ratio": 0.5}}
+    masking = {
+        "name": "dual",
+        "encoder": {"name": "tube", "ratio": 0.5},
+        "decoder": {"name": "running_cell", "ratio": 0.5},
+    }
     model = OmniMaskForPreTraining(video_config(masking=masking))
     x = torch.randn(3, 3, 4, 16, 16)
     out = model({"video": x}, generator=torch.Generator().manual_seed(3))
@@ -208,8 +216,15 @@ def test_trainer_uses_loader_masks(tmp_path):
         torch.manual_seed(0)
         model = OmniMaskForPreTraining(video_config())
         seen = []
-        train = TrainConfig(epochs=1, batch_size=4, num_workers=workers, output_dir=str(tmp_path / f"w{workers}"),
-                            progress=False, masks_in_loader=True, checkpoint_every=0)
+        train = TrainConfig(
+            epochs=1,
+            batch_size=4,
+            num_workers=workers,
+            output_dir=str(tmp_path / f"w{workers}"),
+            progress=False,
+            masks_in_loader=True,
+            checkpoint_every=0,
+        )
         hook = lambda trainer, step, out: seen.append(out.mask["video"].clone())  # noqa: E731
         result = Trainer(model, _Clips(), train, OptimConfig(base_lr=1e-3, warmup_epochs=0), hooks=[hook]).fit()
         return result.losses, seen

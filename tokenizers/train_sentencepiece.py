@@ -21,8 +21,9 @@ import argparse
 import hashlib
 import io
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Sequence
+from typing import Any
 
 HERE = Path(__file__).resolve().parent
 NAME = "omnimask_captions"

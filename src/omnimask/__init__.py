@@ -1,14 +1,14 @@
 """omnimask: one masked-modeling core for image, video, audio, text and point clouds.
 
-Importing the package registers every modality, masking strategy, decoder and objective, and
-makes ``transformers.AutoModel`` / ``AutoConfig`` understand omnimask checkpoints.
+Importing the package makes ``transformers.AutoModel`` / ``AutoConfig`` understand omnimask
+checkpoints. Modalities, masking strategies, decoders, objectives and converters are found by their
+registries on first use (their packages' modules and installed ``omnimask.*`` entry points).
 """
 
-__version__ = "0.1.0"
-
-from .configuration import OmniMaskConfig  # noqa: E402
-from .models import OmniMaskForPreTraining, OmniMaskModel, OmniMaskProcessor  # noqa: E402
-from .models.auto import register_auto_classes  # noqa: E402
+from .model_config import OmniMaskConfig
+from .models import OmniMaskForPreTraining, OmniMaskModel, OmniMaskProcessor
+from .models.auto import register_auto_classes
+from .version import __version__
 
 register_auto_classes()
 

@@ -1,20 +1,21 @@
 """The ``omnimask`` command line.
 
-    omnimask list                                  registered modalities, masking, decoders, objectives, recipes
-    omnimask train RECIPE [--config F] [--resume] [key=value ...]   run recipes/RECIPE.py
-    omnimask convert --from hf-vitmae SRC DST      convert a reference checkpoint
-    omnimask data [--root DIR] [--parts PART ...]       build (or locate) the embedded dataset
-    omnimask audio-stats LIST [--num-mel-bins N] ...    fbank mean/std of your audio (for processor.mean/std)
+omnimask list                                  registered modalities, masking, decoders, objectives, recipes
+omnimask train RECIPE [--config F] [--resume] [key=value ...]   run recipes/RECIPE.py
+omnimask convert --from hf-vitmae SRC DST      convert a reference checkpoint
+omnimask data [--root DIR] [--parts PART ...]       build (or locate) the embedded dataset
+omnimask audio-stats LIST [--num-mel-bins N] ...    fbank mean/std of your audio (for processor.mean/std)
 """
 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import runpy
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 __all__ = ["main", "recipes_dir", "list_recipes"]
 
@@ -28,7 +29,9 @@ def recipes_dir() -> Path:
     for candidate in (here.parent / "_recipes", here.parents[2] / "recipes"):
         if candidate.is_dir():
             return candidate
-    raise FileNotFoundError("cannot find the recipes folder; set OMNIMASK_RECIPES to the repository's recipes/ directory")
+    raise FileNotFoundError(
+        "cannot find the recipes folder; set OMNIMASK_RECIPES to the repository's recipes/ directory"
+    )
 
 
 def list_recipes() -> dict[str, list[str]]:
@@ -40,7 +43,7 @@ def list_recipes() -> dict[str, list[str]]:
     """
     import re
 
-    from .config import load_yaml
+    from .run_config import load_yaml
 
     root = recipes_dir()
     configs = sorted((root / "configs").rglob("*.yaml"))
@@ -60,7 +63,10 @@ def list_recipes() -> dict[str, list[str]]:
 
 
 def _cmd_list(_: argparse.Namespace) -> int:
+    from .commands import COMMANDS
     from .convert import CONVERTERS
+    from .data.embedded import available_parts
+    from .data.sources import SOURCES
     from .decoders import DECODERS
     from .masking import MASKING
     from .modalities import MODALITIES
@@ -69,8 +75,19 @@ def _cmd_list(_: argparse.Namespace) -> int:
     print("modalities:")
     for name in MODALITIES.names():
         print(f"  {name:<12} {MODALITIES.get(name).description}")
-    for title, reg in (("masking strategies", MASKING), ("decoders", DECODERS), ("objectives", OBJECTIVES), ("converters (--from)", CONVERTERS)):
+    print("data sources (data.<name>, several modalities per sample):")
+    for name in SOURCES.names():
+        print(f"  {name:<12} {SOURCES.get(name).description}")
+    registries = (
+        ("masking strategies", MASKING),
+        ("decoders", DECODERS),
+        ("objectives", OBJECTIVES),
+        ("converters (--from)", CONVERTERS),
+        ("commands", COMMANDS),
+    )
+    for title, reg in registries:
         print(f"{title}: {', '.join(reg.names())}")
+    print(f"embedded dataset parts: {', '.join(available_parts())}")
     try:
         recipes = list_recipes()
     except FileNotFoundError as err:
@@ -82,10 +99,9 @@ def _cmd_list(_: argparse.Namespace) -> int:
         print(f"  {name}")
         for c in configs:
             path = root / c
-            try:  # as a path that works from here; `--config` also accepts it relative to recipes/
+            # as a path that works from here; `--config` also accepts it relative to recipes/
+            with contextlib.suppress(ValueError):
                 path = path.relative_to(Path.cwd())
-            except ValueError:
-                pass
             print(f"      --config {path}")
     return 0
 
@@ -111,48 +127,29 @@ def _cmd_data(args: argparse.Namespace) -> int:
     return 0
 
 
-def _cmd_audio_stats(args: argparse.Namespace) -> int:
-    import json
-
-    from .data.audio import compute_audio_stats
-
-    stats = compute_audio_stats(
-        args.source, sample_rate=args.sample_rate, num_mel_bins=args.num_mel_bins, target_length=args.target_length,
-        root=args.root, max_clips=args.max_clips, on_error="skip" if args.skip_errors else "raise", progress=True,
-    )
-    text = json.dumps(stats, indent=2)
-    if args.out:
-        Path(args.out).write_text(text + "\n")
-    print(text)
-    print(
-        f"\nfor a recipe: model.modalities.audio.processor='{{mean: [{stats['mean']:.7g}], std: [{2 * stats['std']:.7g}], "
-        f"sample_rate: {args.sample_rate}}}'   (std doubled: AudioMAE divides by 2 * std)",
-        file=sys.stderr,
-    )
-    return 0
-
-
 def main(argv: Sequence[str] | None = None) -> int:
+    from .commands import COMMANDS
     from .convert.cli import add_convert_parser, run_convert
 
     parser = argparse.ArgumentParser(prog="omnimask", description="Masked-modeling pretraining for every modality.")
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="registered components and recipes")
-    train = sub.add_parser("train", help="run a recipe: omnimask train RECIPE [--config F] [--resume] [key=value ...]", add_help=False)
+    train = sub.add_parser(
+        "train", help="run a recipe: omnimask train RECIPE [--config F] [--resume] [key=value ...]", add_help=False
+    )
     train.add_argument("recipe")
     add_convert_parser(sub)
     data = sub.add_parser("data", help="build (or locate) the embedded dataset and print its path")
-    data.add_argument("--root", default=None, help="dataset root (default: $OMNIMASK_DATA_DIR or ~/.cache/omnimask/embedded)")
-    data.add_argument("--parts", nargs="+", default=["image"], help="parts to build: image, video, points, shapes, audio, captions (default: image)")
-    stats = sub.add_parser("audio-stats", help="filterbank mean/std of an audio list (AudioMAE JSON, <path> <label> list or folder)")
-    stats.add_argument("source", help="a .json list, a <path> <label> list file, or a folder of audio files")
-    stats.add_argument("--sample-rate", type=int, default=16000, help="clips are resampled to this rate (default 16000)")
-    stats.add_argument("--num-mel-bins", type=int, default=128, help="mel bins (default 128)")
-    stats.add_argument("--target-length", type=int, default=None, help="pad/cut to this many frames first, as training does")
-    stats.add_argument("--root", default=None, help="folder relative paths resolve against (default: the list's folder)")
-    stats.add_argument("--max-clips", type=int, default=None, help="use at most this many clips, evenly spaced")
-    stats.add_argument("--skip-errors", action="store_true", help="leave unreadable clips out (they are listed) instead of stopping")
-    stats.add_argument("--out", default=None, help="also write the JSON here")
+    data.add_argument(
+        "--root", default=None, help="dataset root (default: $OMNIMASK_DATA_DIR or ~/.cache/omnimask/embedded)"
+    )
+    data.add_argument(
+        "--parts", nargs="+", default=["image"], help="parts to build (omnimask list names them; default: image)"
+    )
+    commands = {}
+    for name in COMMANDS.names():  # added by modality packages (audio-stats) and plugins
+        command = commands[name] = COMMANDS.get(name)
+        command.add_arguments(sub.add_parser(name, help=command.help))
     args, rest = parser.parse_known_args(argv)
     if args.command == "train":
         return _cmd_train(args, rest)
@@ -163,9 +160,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             return _cmd_list(args)
         if args.command == "convert":
             return run_convert(args)
-        if args.command == "audio-stats":
-            return _cmd_audio_stats(args)
-        return _cmd_data(args)
+        if args.command == "data":
+            return _cmd_data(args)
+        return commands[args.command].run(args)
     except (KeyError, ValueError, FileNotFoundError, NotADirectoryError) as err:
         print(f"error: {err}", file=sys.stderr)
         return 2

@@ -35,7 +35,7 @@ class EncoderConfig:
     pos_every_block: bool = False
 
     @classmethod
-    def from_dict(cls, d: dict, where: str = "encoder") -> "EncoderConfig":
+    def from_dict(cls, d: dict, where: str = "encoder") -> EncoderConfig:
         check_keys(d, cls.__dataclass_fields__, where)
         cfg = cls(**d)
         if cfg.modality_embed not in ("auto", True, False):

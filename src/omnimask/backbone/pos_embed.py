@@ -10,7 +10,15 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
-__all__ = ["sincos_1d", "sincos_2d_mae", "sincos_2d_audiomae", "sincos_1d_interleaved", "sincos_3d_separable", "interpolate_table_2d", "interpolate_table_3d"]
+__all__ = [
+    "sincos_1d",
+    "sincos_2d_mae",
+    "sincos_2d_audiomae",
+    "sincos_1d_interleaved",
+    "sincos_3d_separable",
+    "interpolate_table_2d",
+    "interpolate_table_3d",
+]
 
 
 def sincos_1d(dim: int, positions: Tensor) -> Tensor:
@@ -71,7 +79,9 @@ def sincos_1d_interleaved(dim: int, length: int) -> Tensor:
     """
     pos = torch.arange(length, dtype=torch.float64)[:, None]
     j = torch.arange(dim, dtype=torch.float64)[None, :]
-    angle = pos / torch.pow(torch.tensor(10000.0, dtype=torch.float64), 2 * torch.div(j, 2, rounding_mode="floor") / dim)
+    angle = pos / torch.pow(
+        torch.tensor(10000.0, dtype=torch.float64), 2 * torch.div(j, 2, rounding_mode="floor") / dim
+    )
     table = angle.clone()
     table[:, 0::2] = angle[:, 0::2].sin()
     table[:, 1::2] = angle[:, 1::2].cos()

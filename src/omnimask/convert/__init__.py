@@ -11,28 +11,32 @@ Options are keyword arguments a converter declares in its signature (e.g. ``num_
 declare before anything is read, naming it and the accepted ones.
 
 Adding a format is one file: put a module in this package whose converter function is decorated
-with ``@CONVERTERS.register("format-name")``. Every public module here is imported when the package
-is, so the new format is found by :func:`convert` and ``omnimask convert --from`` without edits here.
+with ``@CONVERTERS.register("format-name")``. The registry imports every public module here on its
+first lookup, so the new format is found by :func:`convert` and ``omnimask convert --from`` without
+edits here; a third-party package adds one through the ``omnimask.converters`` entry point group.
 """
 
 from __future__ import annotations
 
 import difflib
-import importlib
 import inspect
 import os
-import pkgutil
+from collections.abc import Callable
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any
 
-from ..registry import Registry
+from ..registry import Registry, discoverer
 
 __all__ = ["CONVERTERS", "Converter", "ConversionError", "convert", "available_formats", "format_options"]
 
 #: The signature every converter has: source, destination directory (+ its options) -> destination.
 Converter = Callable[..., Path]
 
-CONVERTERS: Registry[Converter] = Registry("converter")
+#: Filled on first lookup: every public module of this package (``cli`` only wires argparse) and
+#: every installed entry point of the group ``omnimask.converters``.
+CONVERTERS: Registry[Converter] = Registry(
+    "converter", discover=discoverer("omnimask.convert", "omnimask.converters", skip=("cli",))
+)
 
 
 class ConversionError(ValueError):
@@ -58,7 +62,9 @@ def _check_options(fmt: str, options: dict[str, Any]) -> None:
     bad = [k for k in options if k not in accepted]
     if bad:
         hints = "".join(
-            f" Did you mean {close[0]!r} for {k!r}?" for k in bad if (close := difflib.get_close_matches(k, list(accepted), n=1))
+            f" Did you mean {close[0]!r} for {k!r}?"
+            for k in bad
+            if (close := difflib.get_close_matches(k, list(accepted), n=1))
         )
         takes = f"it accepts {sorted(accepted)}" if accepted else "it accepts no options"
         raise ConversionError(f"format {fmt!r} does not accept option(s) {bad}; {takes}.{hints}")
@@ -81,15 +87,3 @@ def convert(fmt: str, src: str | os.PathLike, dst: str | os.PathLike, **options:
     if src_path.exists() and dst_path.exists() and src_path.resolve() == dst_path.resolve():
         raise ConversionError(f"destination {dst_path} is the source directory; choose another output directory")
     return converter(src_path, dst_path, **options)
-
-
-def _discover() -> None:
-    """Import every converter module of this package so that their registrations run."""
-    for info in pkgutil.iter_modules(__path__):
-        # ``cli`` only wires argparse; private modules are helpers, not formats.
-        if info.name == "cli" or info.name.startswith("_"):
-            continue
-        importlib.import_module(f"{__name__}.{info.name}")
-
-
-_discover()

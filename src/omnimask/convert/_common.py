@@ -6,20 +6,29 @@ from __future__ import annotations
 import logging
 import pickle
 import re
+from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Callable, Sequence
+from typing import Any
 
 import torch
 from safetensors.torch import load_file
 from torch import Tensor
 
-from ..configuration import OmniMaskConfig
+from ..model_config import OmniMaskConfig
 from ..models import OmniMaskForPreTraining, OmniMaskModel
 from . import ConversionError
 
 __all__ = [
-    "Target", "Renamer", "map_state", "write_checkpoint", "official_file", "read_checkpoint_file", "unwrap_state",
-    "load_state_file", "block_count", "positive_int",
+    "Target",
+    "Renamer",
+    "map_state",
+    "write_checkpoint",
+    "official_file",
+    "read_checkpoint_file",
+    "unwrap_state",
+    "load_state_file",
+    "block_count",
+    "positive_int",
 ]
 
 #: Weight files a directory source may hold (research repos save ``.pth``).
@@ -80,7 +89,9 @@ def map_state(
             # VideoMAE: q and v biases, none on k (it computes k with a zero bias).
             if sorted(parts) != [0, 2]:
                 lacking = "value (v_bias)" if 0 in parts else "query (q_bias)"
-                raise ConversionError(f"{target}: the source has only one of the q/v biases; it lacks the {lacking} bias")
+                raise ConversionError(
+                    f"{target}: the source has only one of the q/v biases; it lacks the {lacking} bias"
+                )
             out[target] = torch.cat([parts[0], torch.zeros_like(parts[0]), parts[2]])
         else:
             if sorted(parts) != [0, 1, 2]:
@@ -160,7 +171,7 @@ def unwrap_state(obj: Any, path: Path, wrappers: Sequence[str]) -> dict[str, Ten
         top = sorted(obj)[:10] if isinstance(obj, dict) else type(obj).__name__
         under = "/".join(repr(w) for w in wrappers)
         raise ConversionError(f"{path} does not hold a state dict of tensors (or one under {under}); top level: {top}")
-    state = {(k[len("module."):] if k.startswith("module.") else k): v for k, v in obj.items()}
+    state = {(k[len("module.") :] if k.startswith("module.") else k): v for k, v in obj.items()}
     if len(state) != len(obj):
         raise ConversionError(f"{path}: keys with and without the 'module.' prefix collide")
     return state

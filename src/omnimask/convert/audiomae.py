@@ -46,11 +46,20 @@ from typing import Any
 from torch import Tensor
 
 from ..backbone.pos_embed import sincos_2d_audiomae, sincos_2d_mae
-from ..configuration import OmniMaskConfig
-from ..data.audio import NORM_PRESETS
-from ..modalities.audio import norm_preset
+from ..modalities.audio.features import NORM_PRESETS
+from ..modalities.audio.tokenizer import norm_preset
+from ..model_config import OmniMaskConfig
 from . import CONVERTERS, ConversionError
-from ._common import Target, block_count, map_state, official_file, positive_int, read_checkpoint_file, unwrap_state, write_checkpoint
+from ._common import (
+    Target,
+    block_count,
+    map_state,
+    official_file,
+    positive_int,
+    read_checkpoint_file,
+    unwrap_state,
+    write_checkpoint,
+)
 from .hf_vitmae import _mlp_ratio
 
 __all__ = ["convert_audiomae", "audiomae_state_to_omnimask", "load_audiomae_checkpoint", "ENCODER_HEADS"]
@@ -67,7 +76,9 @@ DECODER_HEADS = 16
 #: main_pretrain.py's ``audio_conf`` target lengths per ``--dataset``.
 TARGET_LENGTHS = {"audioset": 1024, "esc50": 512, "speechcommands": 128}
 
-_VIT_PARTS = {f"{m}.{p}" for m in ("norm1", "norm2", "attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2") for p in ("weight", "bias")}
+_VIT_PARTS = {
+    f"{m}.{p}" for m in ("norm1", "norm2", "attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2") for p in ("weight", "bias")
+}
 _SWIN_PARTS = _VIT_PARTS | {"attn.tau"} | {f"attn.meta_mlp.{m}.{p}" for m in ("fc1", "fc2") for p in ("weight", "bias")}
 _BLOCK = re.compile(r"^(blocks|decoder_blocks)\.(\d+)\.(.+)$")
 _TOP: dict[str, tuple[str, str]] = {
@@ -79,7 +90,11 @@ _TOP: dict[str, tuple[str, str]] = {
     "norm.bias": ("enc", "encoder.norm.bias"),
     "mask_token": ("dec", "mask_token"),
     "decoder_pos_embed": ("dec", "@pos"),
-    **{f"decoder_{m}.{p}": ("dec", f"{n}.{p}") for m, n in (("embed", "embed"), ("norm", "norm"), ("pred", "pred")) for p in ("weight", "bias")},
+    **{
+        f"decoder_{m}.{p}": ("dec", f"{n}.{p}")
+        for m, n in (("embed", "embed"), ("norm", "norm"), ("pred", "pred"))
+        for p in ("weight", "bias")
+    },
 }
 
 
@@ -195,7 +210,9 @@ def audiomae_state_to_omnimask(
             "this encoder cannot be represented faithfully; convert the pretraining checkpoint"
         )
     if "norm.weight" not in state:
-        raise ConversionError(f"{where}: the encoder's final LayerNorm (norm.weight) is missing; omnimask's encoder always ends with one")
+        raise ConversionError(
+            f"{where}: the encoder's final LayerNorm (norm.weight) is missing; omnimask's encoder always ends with one"
+        )
     dim, channels, p, q = (int(s) for s in proj.shape)
     num_mel_bins = positive_int(num_mel_bins, "num_mel_bins")
     if num_mel_bins % q:
@@ -204,7 +221,11 @@ def audiomae_state_to_omnimask(
     if dataset is None:
         dataset = args.get("dataset", "audioset")
         if dataset not in NORM_PRESETS:
-            log.warning("%s: the training args name dataset %r, which has no fbank statistics here; using AudioSet's", where, dataset)
+            log.warning(
+                "%s: the training args name dataset %r, which has no fbank statistics here; using AudioSet's",
+                where,
+                dataset,
+            )
             dataset = "audioset"
     elif dataset not in NORM_PRESETS:
         raise ConversionError(f"option dataset must be one of {sorted(NORM_PRESETS)}, got {dataset!r}")
@@ -220,7 +241,9 @@ def audiomae_state_to_omnimask(
             )
         time = n // freq
         if target_length is not None and positive_int(target_length, "target_length") != time * p:
-            raise ConversionError(f"option target_length={target_length} disagrees with pos_embed, which holds {time} time rows of {p} frames ({time * p} frames)")
+            raise ConversionError(
+                f"option target_length={target_length} disagrees with pos_embed, which holds {time} time rows of {p} frames ({time * p} frames)"
+            )
     else:
         length = positive_int(target_length if target_length is not None else TARGET_LENGTHS[dataset], "target_length")
         if length % p:
@@ -233,9 +256,14 @@ def audiomae_state_to_omnimask(
     if depth == 0 or fc1 is None:
         raise ConversionError(f"{where}: no encoder blocks (blocks.N.*, first keys: {sorted(state)[:8]})")
     encoder = dict(
-        dim=dim, depth=depth, num_heads=_heads(dim, num_heads, ENCODER_HEADS.get(dim), "num_heads", "encoder"),
+        dim=dim,
+        depth=depth,
+        num_heads=_heads(dim, num_heads, ENCODER_HEADS.get(dim), "num_heads", "encoder"),
         mlp_ratio=_mlp_ratio(dim, int(fc1.shape[0]), "blocks.0.mlp.fc1.weight"),
-        qkv_bias="blocks.0.attn.qkv.bias" in state, norm_eps=EPS, cls_token=True, modality_embed=False,
+        qkv_bias="blocks.0.attn.qkv.bias" in state,
+        norm_eps=EPS,
+        cls_token=True,
+        modality_embed=False,
     )
 
     has_decoder = any(k.startswith(("decoder_", "mask_token")) for k in state)
@@ -245,27 +273,53 @@ def audiomae_state_to_omnimask(
         embed = state.get("decoder_embed.weight")
         dfc1 = state.get("decoder_blocks.0.mlp.fc1.weight")
         if embed is None or dfc1 is None:
-            raise ConversionError(f"{where}: the checkpoint has decoder tensors but lacks decoder_embed.weight or decoder_blocks.0.*")
+            raise ConversionError(
+                f"{where}: the checkpoint has decoder tensors but lacks decoder_embed.weight or decoder_blocks.0.*"
+            )
         ddim, ddepth = int(embed.shape[0]), block_count(state, "decoder_")
         pred = state.get("decoder_pred.weight")
         if pred is not None and int(pred.shape[0]) != p * q * channels:
-            raise ConversionError(f"{where}: decoder_pred.weight predicts {int(pred.shape[0])} values per token; a {p}x{q} patch of {channels} channel(s) has {p * q * channels}")
+            raise ConversionError(
+                f"{where}: decoder_pred.weight predicts {int(pred.shape[0])} values per token; a {p}x{q} patch of {channels} channel(s) has {p * q * channels}"
+            )
         ratio = _mlp_ratio(ddim, int(dfc1.shape[0]), "decoder_blocks.0.mlp.fc1.weight")
         if local:
             heads = int(state["decoder_blocks.0.attn.tau"].shape[0])
             if decoder_num_heads is not None and decoder_num_heads != heads:
-                raise ConversionError(f"option decoder_num_heads={decoder_num_heads} disagrees with the checkpoint's {heads} heads (decoder_blocks.0.attn.tau)")
+                raise ConversionError(
+                    f"option decoder_num_heads={decoder_num_heads} disagrees with the checkpoint's {heads} heads (decoder_blocks.0.attn.tau)"
+                )
             hidden = state.get("decoder_blocks.0.attn.meta_mlp.fc1.weight")
             audio["decoder"] = dict(
-                name="local_window", dim=ddim, depth=ddepth, num_heads=heads, mlp_ratio=ratio,
-                window_size=[4, 4], shift_size=[2, 0], no_shift=_resolve(no_shift, args, "no_shift", False, bool, "no_shift"),
-                norm_eps=EPS, bias_hidden=int(hidden.shape[0]) if hidden is not None else 384,
+                name="local_window",
+                dim=ddim,
+                depth=ddepth,
+                num_heads=heads,
+                mlp_ratio=ratio,
+                window_size=[4, 4],
+                shift_size=[2, 0],
+                no_shift=_resolve(no_shift, args, "no_shift", False, bool, "no_shift"),
+                norm_eps=EPS,
+                bias_hidden=int(hidden.shape[0]) if hidden is not None else 384,
             )
         else:
-            heads = _heads(ddim, decoder_num_heads, DECODER_HEADS if ddim % DECODER_HEADS == 0 else None, "decoder_num_heads", "decoder")
+            heads = _heads(
+                ddim,
+                decoder_num_heads,
+                DECODER_HEADS if ddim % DECODER_HEADS == 0 else None,
+                "decoder_num_heads",
+                "decoder",
+            )
             audio["decoder"] = dict(
-                name="transformer", dim=ddim, depth=ddepth, num_heads=heads, mlp_ratio=ratio,
-                qkv_bias="decoder_blocks.0.attn.qkv.bias" in state, norm_eps=EPS, context="all", embed_bias=True,
+                name="transformer",
+                dim=ddim,
+                depth=ddepth,
+                num_heads=heads,
+                mlp_ratio=ratio,
+                qkv_bias="decoder_blocks.0.attn.qkv.bias" in state,
+                norm_eps=EPS,
+                context="all",
+                embed_bias=True,
             )
 
     out = map_state(state, _rename, {"enc": ENC if has_decoder else "", "dec": DEC}, unknown_hint=_unknown_hint)
@@ -281,14 +335,20 @@ def audiomae_state_to_omnimask(
     if dec_table is not None:
         ddim = int(audio["decoder"]["dim"]) if "decoder" in audio else dec_table.shape[-1]
         if tuple(dec_table.shape) != (1, 1 + time * freq, ddim):
-            raise ConversionError(f"{where}: decoder_pos_embed has shape {tuple(dec_table.shape)}, expected (1, {1 + time * freq}, {ddim}) like pos_embed")
+            raise ConversionError(
+                f"{where}: decoder_pos_embed has shape {tuple(dec_table.shape)}, expected (1, {1 + time * freq}, {ddim}) like pos_embed"
+            )
         dec_layout = _table_layout(dec_table[0, 1:], ddim, grid, f"{where}: decoder_pos_embed")
         if dec_layout != layout:
-            raise ConversionError(f"{where}: pos_embed uses the {layout!r} layout but decoder_pos_embed the {dec_layout!r} one; omnimask shares one layout")
+            raise ConversionError(
+                f"{where}: pos_embed uses the {layout!r} layout but decoder_pos_embed the {dec_layout!r} one; omnimask shares one layout"
+            )
         # The global decoder puts no position on its cls token, so the table's cls row must be zero
         # (AudioMAE's is); the local decoder drops the cls token, so its row never matters.
         if not local and float(dec_table[0, 0].abs().max()) >= POS_TOLERANCE:
-            raise ConversionError(f"{where}: decoder_pos_embed has a non-zero cls row; AudioMAE's fixed table has zeros there")
+            raise ConversionError(
+                f"{where}: decoder_pos_embed has a non-zero cls row; AudioMAE's fixed table has zeros there"
+            )
     if "enc@cls" not in out:
         raise ConversionError(f"{where}: cls_token is missing; AudioMAE encoders have one")
     out[(ENC if has_decoder else "") + "cls_token"] = out.pop("enc@cls")
@@ -302,9 +362,14 @@ def audiomae_state_to_omnimask(
     else:
         masking = {"name": "random", "ratio": _resolve(mask_ratio, args, "mask_ratio", 0.8, float, "mask_ratio")}
     audio.update(
-        tokenizer=dict(target_length=time * p, num_mel_bins=num_mel_bins, patch_size=[p, q], in_chans=channels, pos_embed=layout),
+        tokenizer=dict(
+            target_length=time * p, num_mel_bins=num_mel_bins, patch_size=[p, q], in_chans=channels, pos_embed=layout
+        ),
         masking=masking,
-        objective={"name": "mse", "norm": "patch" if _resolve(norm_pix, args, "norm_pix_loss", True, bool, "norm_pix") else "none"},
+        objective={
+            "name": "mse",
+            "norm": "patch" if _resolve(norm_pix, args, "norm_pix_loss", True, bool, "norm_pix") else "none",
+        },
         processor=norm_preset(dataset),
     )
     return OmniMaskConfig(encoder=encoder, modalities={"audio": audio}), out, has_decoder
@@ -336,8 +401,19 @@ def convert_audiomae(
     path = official_file(Path(src))
     state, args = load_audiomae_checkpoint(path)
     config, mapped, has_decoder = audiomae_state_to_omnimask(
-        state, args, target_length=target_length, num_mel_bins=num_mel_bins, dataset=dataset, norm_pix=norm_pix,
-        mask_ratio=mask_ratio, mask_2d=mask_2d, mask_t_prob=mask_t_prob, mask_f_prob=mask_f_prob, no_shift=no_shift,
-        num_heads=num_heads, decoder_num_heads=decoder_num_heads, where=str(path),
+        state,
+        args,
+        target_length=target_length,
+        num_mel_bins=num_mel_bins,
+        dataset=dataset,
+        norm_pix=norm_pix,
+        mask_ratio=mask_ratio,
+        mask_2d=mask_2d,
+        mask_t_prob=mask_t_prob,
+        mask_f_prob=mask_f_prob,
+        no_shift=no_shift,
+        num_heads=num_heads,
+        decoder_num_heads=decoder_num_heads,
+        where=str(path),
     )
     return write_checkpoint(config, mapped, has_decoder, path, Path(dst_dir), "the shapes and options")

@@ -50,11 +50,18 @@ def add_convert_parser(subparsers: Any) -> argparse.ArgumentParser:
         description="Convert a checkpoint directory into an omnimask checkpoint (config.json + model.safetensors).",
     )
     # ``from`` is a Python keyword, hence dest="fmt".
-    parser.add_argument("--from", dest="fmt", required=True, choices=formats, metavar="FORMAT", help=f"source format, one of {formats}")
+    parser.add_argument(
+        "--from", dest="fmt", required=True, choices=formats, metavar="FORMAT", help=f"source format, one of {formats}"
+    )
     parser.add_argument("src", type=Path, help="source checkpoint directory (or file, for formats stored as one file)")
     parser.add_argument("dst", type=Path, help="output directory for the omnimask checkpoint")
     parser.add_argument(
-        "--option", dest="options", action="append", type=parse_option, default=[], metavar="KEY=VALUE",
+        "--option",
+        dest="options",
+        action="append",
+        type=parse_option,
+        default=[],
+        metavar="KEY=VALUE",
         help="format-specific option, repeatable (e.g. --option num_frames=16 for --from videomae)",
     )
     parser.set_defaults(func=run_convert)
@@ -65,7 +72,7 @@ def _parameter_count(checkpoint: Path) -> int:
     """Elements stored in ``model.safetensors`` (omnimask stores parameters only; tables are generated)."""
     total = 0
     with safe_open(str(checkpoint / "model.safetensors"), framework="pt") as f:
-        for key in f.keys():
+        for key in f.keys():  # noqa: SIM118 (safe_open is not a dict)
             n = 1
             for s in f.get_slice(key).get_shape():
                 n *= s

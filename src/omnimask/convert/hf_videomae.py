@@ -66,11 +66,19 @@ from typing import Any
 from torch import Tensor
 
 from ..backbone.pos_embed import sincos_1d_interleaved
-from ..configuration import OmniMaskConfig
-from ..modalities.image import IMAGENET_MEAN, IMAGENET_STD
+from ..modalities.image.tokenizer import IMAGENET_MEAN, IMAGENET_STD
+from ..model_config import OmniMaskConfig
 from . import CONVERTERS, ConversionError
-from ._common import Renamer, Target, map_state, write_checkpoint
-from ._common import block_count, load_state_file, official_file, positive_int
+from ._common import (
+    Renamer,
+    Target,
+    block_count,
+    load_state_file,
+    map_state,
+    official_file,
+    positive_int,
+    write_checkpoint,
+)
 from .hf_vitmae import _mlp_ratio, _pair, _read_json, load_hf_state_dict
 
 __all__ = [
@@ -141,7 +149,7 @@ _HF_DECODER_KEYS = ("encoder_to_decoder.", "mask_token", "decoder.")
 
 def _hf_rename(key: str) -> Target | None:
     if key.startswith("videomae."):
-        key = key[len("videomae."):]
+        key = key[len("videomae.") :]
     if key in _HF_TOP:
         return (*_HF_TOP[key], None)
     for section, pattern, base in (("enc", _HF_ENC_LAYER, "encoder.blocks"), ("dec", _HF_DEC_LAYER, "blocks")):
@@ -156,7 +164,11 @@ def _hf_rename(key: str) -> Target | None:
 # official MCG-NJU layout
 
 _OFFICIAL_BLOCK_PARTS: dict[str, tuple[str, int | None]] = {
-    **{f"{m}.{p}": (f"{m}.{p}", None) for m in ("norm1", "norm2", "attn.proj", "mlp.fc1", "mlp.fc2") for p in ("weight", "bias")},
+    **{
+        f"{m}.{p}": (f"{m}.{p}", None)
+        for m in ("norm1", "norm2", "attn.proj", "mlp.fc1", "mlp.fc2")
+        for p in ("weight", "bias")
+    },
     "attn.qkv.weight": ("attn.qkv.weight", None),  # already fused, rows [q; k; v]
     "attn.q_bias": ("attn.qkv.bias", 0),
     "attn.v_bias": ("attn.qkv.bias", 2),
@@ -208,8 +220,10 @@ def _prefix(has_decoder: bool) -> dict[str, str]:
 
 def _unknown_hint(keys: list[str]) -> str:
     if any(re.search(r"(^|\.)(fc_norm|classifier|head)\.", k) and not k.startswith("decoder.") for k in keys):
-        return (" (a classification head: only pretraining checkpoints and bare encoders convert; "
-                "drop the head, and note that a mean-pooling encoder has no final LayerNorm, which omnimask needs)")
+        return (
+            " (a classification head: only pretraining checkpoints and bare encoders convert; "
+            "drop the head, and note that a mean-pooling encoder has no final LayerNorm, which omnimask needs)"
+        )
     if any(re.search(r"\.gamma_[12]$", k) for k in keys):
         return " (LayerScale gamma_1/gamma_2: omnimask blocks have no LayerScale)"
     return ""
@@ -219,7 +233,9 @@ def _objective(norm_pix: bool, channels: int, where: str) -> dict:
     if not norm_pix and channels != 3:
         log.warning(
             "%s: norm_pix_loss is false with %d channel(s): VideoMAE cannot un-normalise non-RGB input (transformers "
-            "raises when computing this loss); the converted model regresses the normalised input itself", where, channels,
+            "raises when computing this loss); the converted model regresses the normalised input itself",
+            where,
+            channels,
         )
     return {"name": "mse", "norm": "patch_channel" if norm_pix else "none", "unnormalize_input": channels == 3}
 
@@ -237,15 +253,21 @@ def _build_config(
 ) -> OmniMaskConfig:
     channels = tokenizer["in_chans"]
     if len(mean) != channels or len(std) != channels:
-        raise ConversionError(f"{where}: processor mean/std have {len(mean)}/{len(std)} values for {channels} channel(s)")
+        raise ConversionError(
+            f"{where}: processor mean/std have {len(mean)}/{len(std)} values for {channels} channel(s)"
+        )
     if tokenizer["num_frames"] % tokenizer["tubelet_size"]:
-        raise ConversionError(f"{where}: num_frames {tokenizer['num_frames']} is not a multiple of tubelet_size {tokenizer['tubelet_size']}")
+        raise ConversionError(
+            f"{where}: num_frames {tokenizer['num_frames']} is not a multiple of tubelet_size {tokenizer['tubelet_size']}"
+        )
     for size, p, axis in zip(tokenizer["image_size"], tokenizer["patch_size"], ("height", "width")):
         if size % p:
             raise ConversionError(f"{where}: image_size {axis} {size} is not divisible by patch_size {p}")
     for what, cfg in (("encoder", encoder), ("decoder", decoder)):
         if cfg["dim"] % cfg["num_heads"]:
-            raise ConversionError(f"{where}: {what} width {cfg['dim']} is not divisible by its {cfg['num_heads']} heads")
+            raise ConversionError(
+                f"{where}: {what} width {cfg['dim']} is not divisible by its {cfg['num_heads']} heads"
+            )
     video = {
         "tokenizer": {**tokenizer, "pos_embed": "sincos_1d"},
         "masking": {"name": "tube", "ratio": mask_ratio},
@@ -262,7 +284,9 @@ def _build_config(
 
 def _check_hf_config(hf: dict, where: str = "config") -> None:
     if hf.get("model_type", "videomae") != "videomae":
-        raise ConversionError(f"{where}: model_type is {hf.get('model_type')!r}, expected 'videomae' (a transformers VideoMAE checkpoint)")
+        raise ConversionError(
+            f"{where}: model_type is {hf.get('model_type')!r}, expected 'videomae' (a transformers VideoMAE checkpoint)"
+        )
     act = hf.get("hidden_act", "gelu")
     if act != "gelu":
         raise ConversionError(f"{where}: hidden_act {act!r} is not supported; omnimask blocks use exact 'gelu'")
@@ -285,21 +309,31 @@ def videomae_config_to_omnimask(hf: dict, preprocessor: dict | None = None) -> O
     dim, ddim = hf.get("hidden_size", 768), hf.get("decoder_hidden_size", 384)
     eps, qv_bias = hf.get("layer_norm_eps", 1e-12), _hf_qv_bias(hf)
     encoder = dict(
-        dim=dim, depth=hf.get("num_hidden_layers", 12), num_heads=hf.get("num_attention_heads", 12),
+        dim=dim,
+        depth=hf.get("num_hidden_layers", 12),
+        num_heads=hf.get("num_attention_heads", 12),
         mlp_ratio=_mlp_ratio(dim, hf.get("intermediate_size", 3072), "intermediate_size"),
-        qkv_bias=qv_bias, norm_eps=eps,
-        attn_drop=hf.get("attention_probs_dropout_prob", 0.0), proj_drop=hf.get("hidden_dropout_prob", 0.0),
+        qkv_bias=qv_bias,
+        norm_eps=eps,
+        attn_drop=hf.get("attention_probs_dropout_prob", 0.0),
+        proj_drop=hf.get("hidden_dropout_prob", 0.0),
     )
     decoder = dict(
-        dim=ddim, depth=hf.get("decoder_num_hidden_layers", 4), num_heads=hf.get("decoder_num_attention_heads", 6),
+        dim=ddim,
+        depth=hf.get("decoder_num_hidden_layers", 4),
+        num_heads=hf.get("decoder_num_attention_heads", 6),
         mlp_ratio=_mlp_ratio(ddim, hf.get("decoder_intermediate_size", 1536), "decoder_intermediate_size"),
-        qkv_bias=qv_bias, norm_eps=eps,  # the decoder layers copy the encoder's config
+        qkv_bias=qv_bias,
+        norm_eps=eps,  # the decoder layers copy the encoder's config
         final_norm_eps=TORCH_LAYERNORM_EPS,
     )
     channels = hf.get("num_channels", 3)
     tokenizer = dict(
-        num_frames=hf.get("num_frames", 16), image_size=list(_pair(hf.get("image_size", 224))),
-        patch_size=list(_pair(hf.get("patch_size", 16))), tubelet_size=hf.get("tubelet_size", 2), in_chans=channels,
+        num_frames=hf.get("num_frames", 16),
+        image_size=list(_pair(hf.get("image_size", 224))),
+        patch_size=list(_pair(hf.get("patch_size", 16))),
+        tubelet_size=hf.get("tubelet_size", 2),
+        in_chans=channels,
     )
     pre = preprocessor or {}
     # Without a processor config: ImageNet statistics for RGB (VideoMAE's), identity otherwise.
@@ -309,11 +343,19 @@ def videomae_config_to_omnimask(hf: dict, preprocessor: dict | None = None) -> O
         log.warning(
             "processor mean/std %s/%s are not ImageNet's: transformers un-normalises VideoMAE targets with ImageNet "
             "statistics, omnimask with the processor's; predictions are identical, the loss differs "
-            "(only through the 1e-6 eps when norm_pix_loss is true)", mean, std,
+            "(only through the 1e-6 eps when norm_pix_loss is true)",
+            mean,
+            std,
         )
     return _build_config(
-        encoder=encoder, decoder=decoder, tokenizer=tokenizer, norm_pix=bool(hf.get("norm_pix_loss", True)),
-        mean=mean, std=std, mask_ratio=0.9, where="config",
+        encoder=encoder,
+        decoder=decoder,
+        tokenizer=tokenizer,
+        norm_pix=bool(hf.get("norm_pix_loss", True)),
+        mean=mean,
+        std=std,
+        mask_ratio=0.9,
+        where="config",
     )
 
 
@@ -363,7 +405,9 @@ def convert_hf_videomae(src_dir: Path, dst_dir: Path) -> Path:
         raise FileNotFoundError(f"{cfg_path} not found: {src} is not a transformers checkpoint directory")
     hf_config = _read_json(cfg_path)
     if hf_config.get("model_type") != "videomae":
-        raise ConversionError(f"{cfg_path}: model_type is {hf_config.get('model_type')!r}, but hf-videomae converts 'videomae' checkpoints")
+        raise ConversionError(
+            f"{cfg_path}: model_type is {hf_config.get('model_type')!r}, but hf-videomae converts 'videomae' checkpoints"
+        )
     try:
         config = videomae_config_to_omnimask(hf_config, _read_processor(src))
     except ConversionError as err:
@@ -378,7 +422,6 @@ def convert_hf_videomae(src_dir: Path, dst_dir: Path) -> Path:
 
 # ---------------------------------------------------------------------------------------------
 # videomae (official)
-
 
 
 def load_official_state_dict(path: Path) -> dict[str, Tensor]:
@@ -457,7 +500,9 @@ def official_videomae_state_to_omnimask(
             f"(first keys: {sorted(state)[:8]})"
         )
     if proj.ndim != 5:
-        raise ConversionError(f"{where}: {enc_prefix}patch_embed.proj.weight has shape {tuple(proj.shape)}; a video tube embedding is 5-D (dim, C, t, p, q)")
+        raise ConversionError(
+            f"{where}: {enc_prefix}patch_embed.proj.weight has shape {tuple(proj.shape)}; a video tube embedding is 5-D (dim, C, t, p, q)"
+        )
     dim, channels, tubelet, ph, pw = (int(s) for s in proj.shape)
     depth = block_count(state, enc_prefix)
     if depth == 0:
@@ -467,9 +512,12 @@ def official_videomae_state_to_omnimask(
         raise ConversionError(f"{where}: {enc_prefix}blocks.0.mlp.fc1.weight is missing")
     qkv_bias = f"{enc_prefix}blocks.0.attn.q_bias" in state or f"{enc_prefix}blocks.0.attn.v_bias" in state
     encoder = dict(
-        dim=dim, depth=depth, num_heads=_heads(dim, num_heads, ENCODER_HEADS, "num_heads", "encoder"),
+        dim=dim,
+        depth=depth,
+        num_heads=_heads(dim, num_heads, ENCODER_HEADS, "num_heads", "encoder"),
         mlp_ratio=_mlp_ratio(dim, int(fc1.shape[0]), f"{enc_prefix}blocks.0.mlp.fc1.weight"),
-        qkv_bias=qkv_bias, norm_eps=OFFICIAL_EPS,
+        qkv_bias=qkv_bias,
+        norm_eps=OFFICIAL_EPS,
     )
     has_decoder = any(k.startswith(_HF_DECODER_KEYS) for k in state)
     if has_decoder:
@@ -479,9 +527,14 @@ def official_videomae_state_to_omnimask(
         ddim, ddepth = int(e2d.shape[0]), block_count(state, "decoder.")
         dfc1 = state.get("decoder.blocks.0.mlp.fc1.weight")
         decoder = dict(
-            dim=ddim, depth=ddepth, num_heads=_heads(ddim, decoder_num_heads, DECODER_HEADS, "decoder_num_heads", "decoder"),
-            mlp_ratio=_mlp_ratio(ddim, int(dfc1.shape[0]), "decoder.blocks.0.mlp.fc1.weight") if dfc1 is not None else encoder["mlp_ratio"],
-            qkv_bias=qkv_bias, norm_eps=OFFICIAL_EPS,
+            dim=ddim,
+            depth=ddepth,
+            num_heads=_heads(ddim, decoder_num_heads, DECODER_HEADS, "decoder_num_heads", "decoder"),
+            mlp_ratio=_mlp_ratio(ddim, int(dfc1.shape[0]), "decoder.blocks.0.mlp.fc1.weight")
+            if dfc1 is not None
+            else encoder["mlp_ratio"],
+            qkv_bias=qkv_bias,
+            norm_eps=OFFICIAL_EPS,
         )
         head = state.get("decoder.head.weight")
         patch_dim = tubelet * ph * pw * channels
@@ -493,18 +546,32 @@ def official_videomae_state_to_omnimask(
     else:  # encoder-only: a decoder entry is still part of the config; use the size table's (unused) one
         ddim = {384: 192, 768: 384, 1024: 512, 1280: 640}.get(dim, 384)
         decoder = dict(dim=ddim, depth=4, num_heads=DECODER_HEADS[ddim], qkv_bias=qkv_bias, norm_eps=OFFICIAL_EPS)
-    tokenizer = dict(num_frames=num_frames, image_size=list(size), patch_size=[ph, pw], tubelet_size=tubelet, in_chans=channels)
+    tokenizer = dict(
+        num_frames=num_frames, image_size=list(size), patch_size=[ph, pw], tubelet_size=tubelet, in_chans=channels
+    )
     config = _build_config(
-        encoder=encoder, decoder=decoder, tokenizer=tokenizer, norm_pix=norm_pix,
+        encoder=encoder,
+        decoder=decoder,
+        tokenizer=tokenizer,
+        norm_pix=norm_pix,
         mean=list(IMAGENET_MEAN) if channels == 3 else [0.0] * channels,
         std=list(IMAGENET_STD) if channels == 3 else [1.0] * channels,
-        mask_ratio=float(mask_ratio), where=where,
+        mask_ratio=float(mask_ratio),
+        where=where,
     )
-    out = map_state(state, _official_renamer(enc_prefix), _prefix(has_decoder), qv_bias_only=True, unknown_hint=_unknown_hint)
+    out = map_state(
+        state, _official_renamer(enc_prefix), _prefix(has_decoder), qv_bias_only=True, unknown_hint=_unknown_hint
+    )
     table = out.pop("enc@pos", None)
     if table is not None:
         length = (num_frames // tubelet) * (size[0] // ph) * (size[1] // pw)
-        _check_pos_table(table, dim, length, f"{where}: {enc_prefix}pos_embed", f"num_frames={num_frames}, image_size={size[0]}x{size[1]}")
+        _check_pos_table(
+            table,
+            dim,
+            length,
+            f"{where}: {enc_prefix}pos_embed",
+            f"num_frames={num_frames}, image_size={size[0]}x{size[1]}",
+        )
     return config, out, has_decoder
 
 
@@ -529,7 +596,13 @@ def convert_videomae(
     """
     path = official_file(Path(src))
     config, state, has_decoder = official_videomae_state_to_omnimask(
-        load_official_state_dict(path), num_frames=num_frames, image_size=image_size, norm_pix=norm_pix,
-        num_heads=num_heads, decoder_num_heads=decoder_num_heads, mask_ratio=mask_ratio, where=str(path),
+        load_official_state_dict(path),
+        num_frames=num_frames,
+        image_size=image_size,
+        norm_pix=norm_pix,
+        num_heads=num_heads,
+        decoder_num_heads=decoder_num_heads,
+        mask_ratio=mask_ratio,
+        where=str(path),
     )
     return write_checkpoint(config, state, has_decoder, path, Path(dst_dir), "the shapes and options")

@@ -30,8 +30,8 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from ..backbone.pos_embed import sincos_2d_mae
-from ..configuration import OmniMaskConfig
-from ..modalities.image import IMAGENET_MEAN, IMAGENET_STD
+from ..modalities.image.tokenizer import IMAGENET_MEAN, IMAGENET_STD
+from ..model_config import OmniMaskConfig
 from . import CONVERTERS, ConversionError
 from ._common import map_state, write_checkpoint
 
@@ -92,14 +92,18 @@ def _mlp_ratio(dim: int, hidden: int, where: str) -> float:
 
 def _check_hf_config(hf: dict, where: str = "config") -> None:
     if hf.get("model_type", "vit_mae") != "vit_mae":
-        raise ConversionError(f"{where}: model_type is {hf.get('model_type')!r}, expected 'vit_mae' (a transformers ViTMAE checkpoint)")
+        raise ConversionError(
+            f"{where}: model_type is {hf.get('model_type')!r}, expected 'vit_mae' (a transformers ViTMAE checkpoint)"
+        )
     act = hf.get("hidden_act", "gelu")
     if act != "gelu":
         # omnimask blocks use exact GELU; another activation would change every output.
         raise ConversionError(f"{where}: hidden_act {act!r} is not supported; omnimask blocks use exact 'gelu'")
     dim, heads = hf.get("hidden_size", 768), hf.get("num_attention_heads", 12)
     if hf.get("head_dim") not in (None, dim // heads):
-        raise ConversionError(f"{where}: head_dim {hf['head_dim']} != hidden_size / num_attention_heads; omnimask needs that")
+        raise ConversionError(
+            f"{where}: head_dim {hf['head_dim']} != hidden_size / num_attention_heads; omnimask needs that"
+        )
 
 
 def vitmae_config_to_omnimask(hf: dict, preprocessor: dict | None = None) -> OmniMaskConfig:
@@ -108,26 +112,41 @@ def vitmae_config_to_omnimask(hf: dict, preprocessor: dict | None = None) -> Omn
     dim, ddim = hf.get("hidden_size", 768), hf.get("decoder_hidden_size", 512)
     eps, qkv_bias = hf.get("layer_norm_eps", 1e-12), hf.get("qkv_bias", True)
     encoder = dict(
-        dim=dim, depth=hf.get("num_hidden_layers", 12), num_heads=hf.get("num_attention_heads", 12),
+        dim=dim,
+        depth=hf.get("num_hidden_layers", 12),
+        num_heads=hf.get("num_attention_heads", 12),
         mlp_ratio=_mlp_ratio(dim, hf.get("intermediate_size", 3072), "intermediate_size"),
-        qkv_bias=qkv_bias, norm_eps=eps, cls_token=True, modality_embed=False,
+        qkv_bias=qkv_bias,
+        norm_eps=eps,
+        cls_token=True,
+        modality_embed=False,
         # Dropouts only act in training; ViTMAE applies hidden dropout after each residual branch.
-        attn_drop=hf.get("attention_probs_dropout_prob", 0.0), proj_drop=hf.get("hidden_dropout_prob", 0.0),
+        attn_drop=hf.get("attention_probs_dropout_prob", 0.0),
+        proj_drop=hf.get("hidden_dropout_prob", 0.0),
     )
     decoder = dict(
-        name="transformer", dim=ddim, depth=hf.get("decoder_num_hidden_layers", 8),
+        name="transformer",
+        dim=ddim,
+        depth=hf.get("decoder_num_hidden_layers", 8),
         num_heads=hf.get("decoder_num_attention_heads", 16),
         mlp_ratio=_mlp_ratio(ddim, hf.get("decoder_intermediate_size", 2048), "decoder_intermediate_size"),
-        qkv_bias=qkv_bias, norm_eps=eps,  # ViTMAE's decoder layers copy the encoder's config
+        qkv_bias=qkv_bias,
+        norm_eps=eps,  # ViTMAE's decoder layers copy the encoder's config
     )
     pre = preprocessor or {}
     image = {
-        "tokenizer": {"image_size": list(_pair(hf.get("image_size", 224))), "patch_size": list(_pair(hf.get("patch_size", 16))),
-                      "in_chans": hf.get("num_channels", 3)},
+        "tokenizer": {
+            "image_size": list(_pair(hf.get("image_size", 224))),
+            "patch_size": list(_pair(hf.get("patch_size", 16))),
+            "in_chans": hf.get("num_channels", 3),
+        },
         "masking": {"name": "random", "ratio": hf.get("mask_ratio", 0.75)},
         "decoder": decoder,
         "objective": {"name": "mse", "norm": "patch" if hf.get("norm_pix_loss", False) else "none"},
-        "processor": {"mean": list(pre.get("image_mean", IMAGENET_MEAN)), "std": list(pre.get("image_std", IMAGENET_STD))},
+        "processor": {
+            "mean": list(pre.get("image_mean", IMAGENET_MEAN)),
+            "std": list(pre.get("image_std", IMAGENET_STD)),
+        },
     }
     return OmniMaskConfig(encoder=encoder, modalities={"image": image})
 
@@ -151,7 +170,9 @@ def _check_table(table: Tensor, dim: int, grid: tuple[int, int], what: str, with
     expected = sincos_2d_mae(dim, grid)
     if tuple(table.shape) != (1, 1 + expected.shape[0], dim):
         want = (1, 1 + expected.shape[0], dim)
-        raise ConversionError(f"{what} position table has shape {tuple(table.shape)}, expected {want} for a {grid[0]}x{grid[1]} grid")
+        raise ConversionError(
+            f"{what} position table has shape {tuple(table.shape)}, expected {want} for a {grid[0]}x{grid[1]} grid"
+        )
     t = table[0].float()
     if not bool(t.any()):
         raise ConversionError(
@@ -181,7 +202,9 @@ def vitmae_state_to_omnimask(state: dict[str, Tensor], hf_config: dict) -> dict[
     prefix = {"enc": ENC if has_decoder else "", "dec": DEC}
     out = map_state(state, _rename, prefix)
 
-    grid = tuple(s // p for s, p in zip(_pair(hf_config.get("image_size", 224)), _pair(hf_config.get("patch_size", 16))))
+    grid = tuple(
+        s // p for s, p in zip(_pair(hf_config.get("image_size", 224)), _pair(hf_config.get("patch_size", 16)))
+    )
     for section, what in (("enc", "encoder"), ("dec", "decoder")):
         table = out.pop(f"{section}@pos", None)
         if table is None:
@@ -250,7 +273,9 @@ def convert_hf_vitmae(src_dir: Path, dst_dir: Path) -> Path:
         raise FileNotFoundError(f"{cfg_path} not found: {src} is not a transformers checkpoint directory")
     hf_config = _read_json(cfg_path)
     if hf_config.get("model_type") != "vit_mae":
-        raise ConversionError(f"{cfg_path}: model_type is {hf_config.get('model_type')!r}, but hf-vitmae converts 'vit_mae' checkpoints")
+        raise ConversionError(
+            f"{cfg_path}: model_type is {hf_config.get('model_type')!r}, but hf-vitmae converts 'vit_mae' checkpoints"
+        )
     pre_path = src / "preprocessor_config.json"
     config = vitmae_config_to_omnimask(hf_config, _read_json(pre_path) if pre_path.is_file() else None)
     state = vitmae_state_to_omnimask(load_hf_state_dict(src), hf_config)

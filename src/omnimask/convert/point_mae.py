@@ -27,8 +27,8 @@ from typing import Any
 
 from torch import Tensor
 
-from ..configuration import OmniMaskConfig
-from ..modalities.points_ops import POINTNET2_MIN_NORM_SQ
+from ..model_config import OmniMaskConfig
+from ..ops.geometry import POINTNET2_MIN_NORM_SQ
 from . import CONVERTERS, ConversionError
 from ._common import Target, block_count, load_state_file, map_state, official_file, positive_int, write_checkpoint
 
@@ -81,7 +81,9 @@ def _renamer(enc: str):
 
 def _squeeze_convs(state: dict[str, Tensor]) -> dict[str, Tensor]:
     """Kernel-1 ``Conv1d`` weights (out, in, 1) -> ``Linear`` weights (out, in)."""
-    return {k: v.squeeze(-1) if v.ndim == 3 and k.endswith(".weight") and v.shape[-1] == 1 else v for k, v in state.items()}
+    return {
+        k: v.squeeze(-1) if v.ndim == 3 and k.endswith(".weight") and v.shape[-1] == 1 else v for k, v in state.items()
+    }
 
 
 def point_mae_state_to_omnimask(
@@ -131,7 +133,9 @@ def point_mae_state_to_omnimask(
         if out % 3:
             raise ConversionError(f"{where}: increase_dim.0 predicts {out} values per group, not a multiple of 3")
         if group_size is not None and positive_int(group_size, "group_size") != out // 3:
-            raise ConversionError(f"{where}: option group_size={group_size}, but the decoder predicts {out // 3} points per group")
+            raise ConversionError(
+                f"{where}: option group_size={group_size}, but the decoder predicts {out // 3} points per group"
+            )
         group_size = out // 3
     group_size = positive_int(32 if group_size is None else group_size, "group_size")
     if mask_type not in ("rand", "block"):
@@ -141,15 +145,31 @@ def point_mae_state_to_omnimask(
     if dim % heads:
         raise ConversionError(f"option num_heads={heads} does not divide the encoder width {dim}")
     encoder = {
-        "dim": dim, "depth": depth, "num_heads": heads, "mlp_ratio": mlp_ratio, "qkv_bias": qkv_bias, "norm_eps": 1e-5,
-        "drop_path": drop_path, "cls_token": "cls_token" in state, "pos_every_block": True, "modality_embed": False,
+        "dim": dim,
+        "depth": depth,
+        "num_heads": heads,
+        "mlp_ratio": mlp_ratio,
+        "qkv_bias": qkv_bias,
+        "norm_eps": 1e-5,
+        "drop_path": drop_path,
+        "cls_token": "cls_token" in state,
+        "pos_every_block": True,
+        "modality_embed": False,
     }
     points: dict[str, Any] = {
         "tokenizer": {
-            "num_points": positive_int(num_points, "num_points"), "num_groups": positive_int(num_groups, "num_groups"),
-            "group_size": group_size, "fps_start": 0, "fps_min_norm_sq": POINTNET2_MIN_NORM_SQ, "fps_ties": "pointnet2",
+            "num_points": positive_int(num_points, "num_points"),
+            "num_groups": positive_int(num_groups, "num_groups"),
+            "group_size": group_size,
+            "fps_start": 0,
+            "fps_min_norm_sq": POINTNET2_MIN_NORM_SQ,
+            "fps_ties": "pointnet2",
         },
-        "masking": {"name": "random" if mask_type == "rand" else "nearest_block", "ratio": float(mask_ratio), "count": "hidden"},
+        "masking": {
+            "name": "random" if mask_type == "rand" else "nearest_block",
+            "ratio": float(mask_ratio),
+            "count": "hidden",
+        },
         # cdl1 keeps omnimask's 1e-12 under the square root: finite gradients at coincident points.
         "objective": {"name": "chamfer", "norm": "l2" if loss == "cdl2" else "l1"},
     }
@@ -159,15 +179,28 @@ def point_mae_state_to_omnimask(
         if dim % dec_heads:
             raise ConversionError(f"option decoder_num_heads={dec_heads} does not divide the decoder width {dim}")
         points["decoder"] = {
-            "name": "transformer", "dim": None, "depth": dec_depth, "num_heads": dec_heads, "mlp_ratio": mlp_ratio,
-            "qkv_bias": qkv_bias, "norm_eps": 1e-5, "project": False, "pos_every_block": True, "predict": "hidden",
+            "name": "transformer",
+            "dim": None,
+            "depth": dec_depth,
+            "num_heads": dec_heads,
+            "mlp_ratio": mlp_ratio,
+            "qkv_bias": qkv_bias,
+            "norm_eps": 1e-5,
+            "project": False,
+            "pos_every_block": True,
+            "predict": "hidden",
             "drop_path": drop_path,
         }
     config = OmniMaskConfig(encoder=encoder, modalities={"points": points})
     prefix = {"enc": "omnimask." if has_decoder else "", "dec": "decoders.points.", "top": ""}
-    mapped = map_state(state, _renamer(enc), prefix, unknown_hint=lambda keys: (
-        " (the encoder of a pretraining checkpoint lives under MAE_encoder.; a fine-tuned one at the top level)"
-    ))
+    mapped = map_state(
+        state,
+        _renamer(enc),
+        prefix,
+        unknown_hint=lambda keys: (
+            " (the encoder of a pretraining checkpoint lives under MAE_encoder.; a fine-tuned one at the top level)"
+        ),
+    )
     return config, _squeeze_convs(mapped), has_decoder
 
 
@@ -196,8 +229,16 @@ def convert_point_mae(
     """
     path = official_file(Path(src))
     config, state, has_decoder = point_mae_state_to_omnimask(
-        load_state_file(path, ("base_model", "model")), num_points=num_points, num_groups=num_groups,
-        group_size=group_size, num_heads=num_heads, decoder_num_heads=decoder_num_heads, mask_ratio=mask_ratio,
-        mask_type=mask_type, loss=loss, drop_path=drop_path, where=str(path),
+        load_state_file(path, ("base_model", "model")),
+        num_points=num_points,
+        num_groups=num_groups,
+        group_size=group_size,
+        num_heads=num_heads,
+        decoder_num_heads=decoder_num_heads,
+        mask_ratio=mask_ratio,
+        mask_type=mask_type,
+        loss=loss,
+        drop_path=drop_path,
+        where=str(path),
     )
     return write_checkpoint(config, state, has_decoder, path, Path(dst_dir), "the shapes and options")

@@ -5,7 +5,8 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from typing import Any, Callable, Sequence
+from collections.abc import Callable, Sequence
+from typing import Any
 
 __all__ = ["DataReadError", "read_with_policy", "check_readable_file"]
 
@@ -57,10 +58,14 @@ def read_with_policy(
             continue
         return j, label, value, failures
     why = f"every {what}" if failures == n else f"{failures} consecutive {what}s"
-    raise error(f"giving up at index {index}: {why} failed to read (from {items[index][0]}); last error: {last}") from last
+    raise error(
+        f"giving up at index {index}: {why} failed to read (from {items[index][0]}); last error: {last}"
+    ) from last
 
 
-def check_readable_file(path: str | os.PathLike[str], error: type[DataReadError], what: str, allow_empty: bool = False) -> int:
+def check_readable_file(
+    path: str | os.PathLike[str], error: type[DataReadError], what: str, allow_empty: bool = False
+) -> int:
     """Size in bytes of the regular file ``path``; else ``error("cannot read <what> <path>: <why>")``
     (missing, not a regular file, unreadable metadata, or empty unless ``allow_empty``)."""
     try:

@@ -1,8 +1,6 @@
-"""Per-modality decoders (registry: :data:`DECODERS`)."""
+"""Per-modality decoders (registry: :data:`DECODERS`, filled from this package's modules and the
+``omnimask.decoders`` entry points on first lookup)."""
 
-from .base import DECODERS
-from .local_window import LocalWindowDecoder
-from .mlp import MLPDecoder
-from .transformer import TransformerDecoder
+from .base import DECODERS, Decoder
 
-__all__ = ["DECODERS", "LocalWindowDecoder", "MLPDecoder", "TransformerDecoder"]
+__all__ = ["DECODERS", "Decoder"]

@@ -14,8 +14,56 @@ table at that width.
 
 from __future__ import annotations
 
-from ..registry import Registry
+from typing import ClassVar, Literal
 
-__all__ = ["DECODERS"]
+from torch import Tensor, nn
 
-DECODERS: Registry = Registry("decoder")
+from ..masking.base import MaskSpec
+from ..registry import Registry, discoverer
+
+__all__ = ["DECODERS", "Decoder"]
+
+
+class Decoder(nn.Module):
+    """Base of every decoder: the call signature the model uses, and what the decoder predicts.
+
+    Attributes:
+        dim: the decoder's width; the model builds the decoder's position table at this width.
+        predict: ``"all"`` grid positions (MAE), or only the ``"hidden"`` ones (Point-MAE's
+            ``center[mask]``): the model then selects the hidden positions as the decoded ones.
+    """
+
+    dim: int
+    predict: Literal["all", "hidden"] = "all"
+    #: The values ``predict`` may take, for the constructors that let a config choose.
+    PREDICT: ClassVar[tuple[str, ...]] = ("all", "hidden")
+
+    def forward(
+        self,
+        visible: Tensor,
+        spec: MaskSpec,
+        pos: Tensor,
+        global_tokens: Tensor | None = None,
+        other_tokens: Tensor | None = None,
+        grid: tuple[int, ...] | None = None,
+        valid: Tensor | None = None,
+    ) -> Tensor:
+        """Predict the decoded positions of one modality.
+
+        Args:
+            visible: (B, K, in_dim) encoded visible tokens of this modality, in encoder order.
+            spec: its mask (``ids_restore`` puts tokens back in grid order; ``ids_decode``, when
+                set, lists the positions to predict).
+            pos: (N, dim) or (B, N, dim) positions of the full grid at the decoder's width.
+            global_tokens: (B, G, in_dim) encoded ``[CLS]``-like tokens, or None.
+            other_tokens: (B, M, in_dim) other modalities' encoded visible tokens, or None.
+            grid: the token grid (``prod(grid) == N``).
+            valid: (B, N) bool, False = padding (text).
+
+        Returns:
+            (B, N, out_dim) in grid order, or (B, Q, out_dim) at ``spec.ids_decode``.
+        """
+        raise NotImplementedError
+
+
+DECODERS: Registry = Registry("decoder", discover=discoverer("omnimask.decoders", "omnimask.decoders"))

@@ -37,7 +37,7 @@ from torch import Tensor, nn
 
 from ..backbone.blocks import DropPath, Mlp
 from ..masking.base import MaskSpec, gather_tokens
-from .base import DECODERS
+from .base import DECODERS, Decoder
 
 __all__ = ["LocalWindowDecoder", "WindowAttention", "LocalWindowBlock", "window_layout"]
 
@@ -55,7 +55,9 @@ def _pair(v: int | tuple[int, int] | list[int], name: str, allow_zero: bool = Fa
     return t  # type: ignore[return-value]
 
 
-def window_layout(grid: tuple[int, int], window: tuple[int, int], shift: tuple[int, int]) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
+def window_layout(
+    grid: tuple[int, int], window: tuple[int, int], shift: tuple[int, int]
+) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int]]:
     """The effective (window, shift, padded grid) of one block on ``grid``.
 
     As in the reference, an axis no longer than the window uses the whole axis as its window and
@@ -81,7 +83,9 @@ def _unwindows(x: Tensor, win: tuple[int, int], hw: tuple[int, int]) -> Tensor:
     return x.reshape(-1, h, w, c)
 
 
-def _attention_mask(grid: tuple[int, int], win: tuple[int, int], sh: tuple[int, int], padded: tuple[int, int]) -> Tensor | None:
+def _attention_mask(
+    grid: tuple[int, int], win: tuple[int, int], sh: tuple[int, int], padded: tuple[int, int]
+) -> Tensor | None:
     """(nW, L, L) additive mask for windows of the rolled, padded grid, or None when nothing is masked.
 
     Two tokens of a window may attend to each other when they lie in the same shift region (Swin's
@@ -130,7 +134,15 @@ class WindowAttention(nn.Module):
         attn_drop, proj_drop: dropout on the attention weights and the output projection.
     """
 
-    def __init__(self, dim: int, num_heads: int, bias_hidden: int = 384, bias_drop: float = 0.1, attn_drop: float = 0.0, proj_drop: float = 0.0) -> None:
+    def __init__(
+        self,
+        dim: int,
+        num_heads: int,
+        bias_hidden: int = 384,
+        bias_drop: float = 0.1,
+        attn_drop: float = 0.0,
+        proj_drop: float = 0.0,
+    ) -> None:
         super().__init__()
         if dim % num_heads:
             raise ValueError(f"local_window decoder: width {dim} is not divisible by {num_heads} heads")
@@ -145,7 +157,9 @@ class WindowAttention(nn.Module):
     @staticmethod
     def log_offsets(win: tuple[int, int], device: torch.device | None = None) -> Tensor:
         """(L * L, 2) ``sign(d) * log(1 + |d|)`` of ``coord(query) - coord(key)``, pairs row-major."""
-        rows, cols = torch.meshgrid(torch.arange(win[0], device=device), torch.arange(win[1], device=device), indexing="ij")
+        rows, cols = torch.meshgrid(
+            torch.arange(win[0], device=device), torch.arange(win[1], device=device), indexing="ij"
+        )
         coords = torch.stack([rows.flatten(), cols.flatten()], dim=1).float()  # (L, 2)
         d = (coords[:, None, :] - coords[None, :, :]).reshape(-1, 2)
         return torch.sign(d) * torch.log(1.0 + d.abs())
@@ -165,7 +179,9 @@ class WindowAttention(nn.Module):
         attn = attn + self.position_bias(win, x.device).unsqueeze(0).to(attn.dtype)
         if mask is not None:
             nw = mask.shape[0]
-            attn = (attn.view(bw // nw, nw, self.num_heads, n, n) + mask[None, :, None].to(attn.dtype)).view(bw, self.num_heads, n, n)
+            attn = (attn.view(bw // nw, nw, self.num_heads, n, n) + mask[None, :, None].to(attn.dtype)).view(
+                bw, self.num_heads, n, n
+            )
         attn = self.attn_drop(attn.softmax(dim=-1))
         out = (attn @ v).transpose(1, 2).reshape(bw, n, c)
         return self.proj_drop(self.proj(out))
@@ -195,7 +211,14 @@ class LocalWindowBlock(nn.Module):
         self.drop_path = DropPath(drop_path)
         self._masks: dict[tuple, Tensor | None] = {}
 
-    def _mask(self, grid: tuple[int, int], win: tuple[int, int], sh: tuple[int, int], padded: tuple[int, int], device: torch.device) -> Tensor | None:
+    def _mask(
+        self,
+        grid: tuple[int, int],
+        win: tuple[int, int],
+        sh: tuple[int, int],
+        padded: tuple[int, int],
+        device: torch.device,
+    ) -> Tensor | None:
         key = (grid, win, sh, padded, str(device))
         if key not in self._masks:
             mask = _attention_mask(grid, win, sh, padded)
@@ -222,7 +245,7 @@ class LocalWindowBlock(nn.Module):
 
 
 @DECODERS.register("local_window")
-class LocalWindowDecoder(nn.Module):
+class LocalWindowDecoder(Decoder):
     """AudioMAE's local decoder: MAE's mask-token arrangement, then windowed Swin-V2-CR blocks.
 
     Args:
@@ -266,7 +289,9 @@ class LocalWindowDecoder(nn.Module):
         self.shift_size = _pair(shift_size, "shift_size", allow_zero=True)
         bad = [f"{s} >= {w}" for s, w in zip(self.shift_size, self.window_size) if s >= w]
         if bad:
-            raise ValueError(f"local_window decoder: shift_size {self.shift_size} must be smaller than window_size {self.window_size} ({', '.join(bad)})")
+            raise ValueError(
+                f"local_window decoder: shift_size {self.shift_size} must be smaller than window_size {self.window_size} ({', '.join(bad)})"
+            )
         self.dim = dim
         self.no_shift = bool(no_shift)
         self.embed = nn.Linear(in_dim, dim)
@@ -274,9 +299,15 @@ class LocalWindowDecoder(nn.Module):
         rates = torch.linspace(0, drop_path, depth).tolist() if depth > 1 else [drop_path]
         self.blocks = nn.ModuleList(
             LocalWindowBlock(
-                dim, num_heads, self.window_size,
+                dim,
+                num_heads,
+                self.window_size,
                 (0, 0) if self.no_shift or i % 2 == 0 else self.shift_size,
-                mlp_ratio, norm_eps, bias_hidden, bias_drop, rates[i],
+                mlp_ratio,
+                norm_eps,
+                bias_hidden,
+                bias_drop,
+                rates[i],
             )
             for i in range(depth)
         )
@@ -303,12 +334,16 @@ class LocalWindowDecoder(nn.Module):
             (B, N, out_dim) predictions in grid order, or (B, Q, out_dim) for ``spec.ids_decode``.
         """
         if grid is None:
-            raise ValueError("local_window decoder: the token grid is required (grid=(rows, cols)); the model passes it")
+            raise ValueError(
+                "local_window decoder: the token grid is required (grid=(rows, cols)); the model passes it"
+            )
         if len(grid) != 2:
             raise ValueError(f"local_window decoder: works on 2-D (time, frequency) grids, got grid {tuple(grid)}")
         b, n = spec.ids_restore.shape
         if n != grid[0] * grid[1]:
-            raise ValueError(f"local_window decoder: the mask covers {n} tokens but grid {tuple(grid)} has {grid[0] * grid[1]}")
+            raise ValueError(
+                f"local_window decoder: the mask covers {n} tokens but grid {tuple(grid)} has {grid[0] * grid[1]}"
+            )
         x = self.embed(visible)
         x = torch.cat([x, self.mask_token.expand(b, n - x.shape[1], -1).to(x.dtype)], dim=1)
         x = gather_tokens(x, spec.ids_restore) + pos.to(x.dtype)

@@ -10,13 +10,13 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from ..masking.base import MaskSpec, gather_tokens
-from .base import DECODERS
+from .base import DECODERS, Decoder
 
 __all__ = ["MLPDecoder"]
 
 
 @DECODERS.register("mlp")
-class MLPDecoder(nn.Module):
+class MLPDecoder(Decoder):
     """``Linear(in_dim, dim) -> GELU -> LayerNorm -> Linear(dim, out_dim)`` per token.
 
     Args:
@@ -33,8 +33,16 @@ class MLPDecoder(nn.Module):
         self.norm = nn.LayerNorm(self.dim, eps=norm_eps)
         self.pred = nn.Linear(self.dim, out_dim)
 
-    def forward(self, visible: Tensor, spec: MaskSpec, pos: Tensor, global_tokens: Tensor | None = None,
-                other_tokens: Tensor | None = None, grid: tuple[int, ...] | None = None, valid: Tensor | None = None) -> Tensor:
+    def forward(
+        self,
+        visible: Tensor,
+        spec: MaskSpec,
+        pos: Tensor,
+        global_tokens: Tensor | None = None,
+        other_tokens: Tensor | None = None,
+        grid: tuple[int, ...] | None = None,
+        valid: Tensor | None = None,
+    ) -> Tensor:
         """``visible`` must hold every position (``encoder_mask: replace``); returns (B, N, out_dim)
         in grid order, or (B, Q, out_dim) at ``spec.ids_decode``."""
         b, n = spec.ids_restore.shape

@@ -11,16 +11,15 @@ from torch import Tensor, nn
 
 from ..backbone.blocks import Block, key_padding_to_attn_mask
 from ..masking.base import MaskSpec, gather_tokens
-from .base import DECODERS
+from .base import DECODERS, Decoder
 
 __all__ = ["TransformerDecoder"]
 
 _CONTEXTS = ("all", "global", "none")
-_PREDICT = ("all", "hidden")
 
 
 @DECODERS.register("transformer")
-class TransformerDecoder(nn.Module):
+class TransformerDecoder(Decoder):
     """Lightweight decoder of MAE (512 wide, 8 blocks by default).
 
     Args:
@@ -64,8 +63,8 @@ class TransformerDecoder(nn.Module):
         dim = in_dim if dim is None else dim
         if context not in _CONTEXTS:
             raise ValueError(f"decoder context must be one of {_CONTEXTS}, got {context!r}")
-        if predict not in _PREDICT:
-            raise ValueError(f"decoder predict must be one of {_PREDICT}, got {predict!r}")
+        if predict not in self.PREDICT:
+            raise ValueError(f"decoder predict must be one of {self.PREDICT}, got {predict!r}")
         if not project and dim != in_dim:
             raise ValueError(f"decoder project=false needs the encoder's width: dim {dim} != encoder dim {in_dim}")
         self.dim = dim
@@ -115,7 +114,11 @@ class TransformerDecoder(nn.Module):
             x = torch.cat([x, queries], dim=1)
             pos = torch.cat([gather_tokens(pos, spec.ids_keep), gather_tokens(pos, spec.ids_decode)], dim=1)
             num_out = queries.shape[1]
-            keys = None if valid is None else torch.cat([torch.gather(valid, 1, spec.ids_keep), torch.gather(valid, 1, spec.ids_decode)], 1)
+            keys = (
+                None
+                if valid is None
+                else torch.cat([torch.gather(valid, 1, spec.ids_keep), torch.gather(valid, 1, spec.ids_decode)], 1)
+            )
         ctx = []
         if self.context in ("all", "global") and global_tokens is not None:
             ctx.append(global_tokens)

@@ -12,8 +12,9 @@ from __future__ import annotations
 
 import copy
 import math
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -23,7 +24,14 @@ from tqdm.auto import tqdm
 from ..models.encoder_model import OmniMaskModel
 from ..training.optim import layer_decay_groups
 
-__all__ = ["EvalConfig", "Classifier", "encode_dataset", "finetune_accuracy", "linear_probe_accuracy", "compare_encoders"]
+__all__ = [
+    "EvalConfig",
+    "Classifier",
+    "encode_dataset",
+    "finetune_accuracy",
+    "linear_probe_accuracy",
+    "compare_encoders",
+]
 
 
 @dataclass
@@ -99,8 +107,14 @@ def _param_groups(model: Classifier, lr: float, wd: float, layer_decay: float) -
 
 
 def finetune_accuracy(
-    encoder: OmniMaskModel, modality: str, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor],
-    cfg: EvalConfig, seed: int, progress: bool = False, desc: str = "fine-tune",
+    encoder: OmniMaskModel,
+    modality: str,
+    train: tuple[Tensor, Tensor],
+    val: tuple[Tensor, Tensor],
+    cfg: EvalConfig,
+    seed: int,
+    progress: bool = False,
+    desc: str = "fine-tune",
 ) -> float:
     """Fine-tune a copy of ``encoder`` on ``train`` and return top-1 accuracy on ``val`` (in %)."""
     torch.manual_seed(seed)
@@ -116,7 +130,11 @@ def finetune_accuracy(
         perm = torch.randperm(len(x), generator=g)
         for i in range(0, len(x), cfg.batch_size):
             idx = perm[i : i + cfg.batch_size]
-            lr_factor = step / max(1, warm) if step < warm else 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+            lr_factor = (
+                step / max(1, warm)
+                if step < warm
+                else 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
+            )
             for group in opt.param_groups:
                 group["lr"] = cfg.lr * group["lr_scale"] * lr_factor
             loss = F.cross_entropy(model(_shift(x[idx], cfg.augment_shift, g)), y[idx], label_smoothing=0.1)
@@ -158,7 +176,9 @@ def linear_probe_accuracy(
     encoder: OmniMaskModel, modality: str, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor], kind: str = "cls"
 ) -> float:
     """Frozen features of ``train`` -> logistic regression -> top-1 accuracy on ``val`` (in %)."""
-    return _probe(_features(encoder, modality, train[0], kind), train[1], _features(encoder, modality, val[0], kind), val[1])
+    return _probe(
+        _features(encoder, modality, train[0], kind), train[1], _features(encoder, modality, val[0], kind), val[1]
+    )
 
 
 def few_label_subset(y: Tensor, per_class: int, seed: int) -> Tensor:
@@ -174,8 +194,12 @@ def few_label_subset(y: Tensor, per_class: int, seed: int) -> Tensor:
 
 
 def compare_encoders(
-    encoders: dict[str, OmniMaskModel], modality: str, train: tuple[Tensor, Tensor], val: tuple[Tensor, Tensor],
-    cfg: EvalConfig, progress: bool = True,
+    encoders: dict[str, OmniMaskModel],
+    modality: str,
+    train: tuple[Tensor, Tensor],
+    val: tuple[Tensor, Tensor],
+    cfg: EvalConfig,
+    progress: bool = True,
 ) -> dict[str, dict[str, Any]]:
     """Run the protocol on every encoder with the same label subsets and seeds.
 
@@ -187,14 +211,25 @@ def compare_encoders(
     for name, enc in encoders.items():
         entry: dict[str, Any] = {}
         if cfg.linear_probe:
-            ftr, fva = _features(enc, modality, train[0], cfg.probe_features), _features(enc, modality, val[0], cfg.probe_features)
+            ftr, fva = (
+                _features(enc, modality, train[0], cfg.probe_features),
+                _features(enc, modality, val[0], cfg.probe_features),
+            )
             entry["probe_few"] = [_probe(ftr[idx], train[1][idx], fva, val[1]) for idx in subsets]
             entry["probe_few_mean"] = sum(entry["probe_few"]) / len(subsets)
             entry["probe_all"] = _probe(ftr, train[1], fva, val[1])
         if cfg.finetune:
             entry["finetune"] = [
-                finetune_accuracy(enc, modality, (train[0][idx], train[1][idx]), val, cfg, seed=cfg.seed + r,
-                                  progress=progress, desc=f"{name}: fine-tune {r + 1}/{cfg.repeats}")
+                finetune_accuracy(
+                    enc,
+                    modality,
+                    (train[0][idx], train[1][idx]),
+                    val,
+                    cfg,
+                    seed=cfg.seed + r,
+                    progress=progress,
+                    desc=f"{name}: fine-tune {r + 1}/{cfg.repeats}",
+                )
                 for r, idx in enumerate(subsets)
             ]
             entry["finetune_mean"] = sum(entry["finetune"]) / len(subsets)

@@ -14,7 +14,7 @@ order the candidates happen to be in.
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 import torch.nn.functional as F
@@ -25,9 +25,13 @@ __all__ = ["retrieval_recall", "compare_retrieval", "masked_token_accuracy", "po
 
 def _check(image: Tensor, text: Tensor, text_to_image: Tensor) -> None:
     if image.ndim != 2 or text.ndim != 2 or image.shape[1] != text.shape[1]:
-        raise ValueError(f"retrieval: expected (I, D) image and (T, D) text features, got {tuple(image.shape)} and {tuple(text.shape)}")
+        raise ValueError(
+            f"retrieval: expected (I, D) image and (T, D) text features, got {tuple(image.shape)} and {tuple(text.shape)}"
+        )
     if text_to_image.shape != (text.shape[0],):
-        raise ValueError(f"retrieval: text_to_image must give one image index per text ({text.shape[0]}), got shape {tuple(text_to_image.shape)}")
+        raise ValueError(
+            f"retrieval: text_to_image must give one image index per text ({text.shape[0]}), got shape {tuple(text_to_image.shape)}"
+        )
     if text_to_image.numel() and (int(text_to_image.min()) < 0 or int(text_to_image.max()) >= image.shape[0]):
         raise ValueError(f"retrieval: text_to_image holds indices outside 0..{image.shape[0] - 1}")
     missing = sorted(set(range(image.shape[0])) - set(text_to_image.tolist()))
@@ -36,7 +40,9 @@ def _check(image: Tensor, text: Tensor, text_to_image: Tensor) -> None:
 
 
 @torch.no_grad()
-def retrieval_recall(image: Tensor, text: Tensor, text_to_image: Tensor, ks: Sequence[int] = (1, 5, 10)) -> dict[str, float]:
+def retrieval_recall(
+    image: Tensor, text: Tensor, text_to_image: Tensor, ks: Sequence[int] = (1, 5, 10)
+) -> dict[str, float]:
     """Recall at each K in both directions, in %.
 
     Args:
@@ -67,18 +73,34 @@ def pooled_features(encoder: torch.nn.Module, key: str, x: Tensor, batch: int = 
     return torch.cat([encoder({key: x[i : i + batch]}).pooler_output for i in range(0, len(x), batch)])
 
 
-def compare_retrieval(encoders: dict[str, torch.nn.Module], images: Tensor, texts: Tensor, image_key: str = "image",
-                      text_key: str = "text", ks: Sequence[int] = (1, 5, 10)) -> dict[str, dict[str, float]]:
+def compare_retrieval(
+    encoders: dict[str, torch.nn.Module],
+    images: Tensor,
+    texts: Tensor,
+    image_key: str = "image",
+    text_key: str = "text",
+    ks: Sequence[int] = (1, 5, 10),
+) -> dict[str, dict[str, float]]:
     """Image <-> text retrieval recall for each encoder on pairs ``(images[i], texts[i])``: each
     modality is encoded alone and mean-pooled, and the pairs are matched by cosine similarity."""
     pairs = torch.arange(len(texts))
-    return {name: retrieval_recall(pooled_features(enc, image_key, images), pooled_features(enc, text_key, texts), pairs, ks)
-            for name, enc in encoders.items()}
+    return {
+        name: retrieval_recall(
+            pooled_features(enc, image_key, images), pooled_features(enc, text_key, texts), pairs, ks
+        )
+        for name, enc in encoders.items()
+    }
 
 
 @torch.no_grad()
-def masked_token_accuracy(model: torch.nn.Module, key: str, texts: Tensor, seed: int = 0, batch: int = 256,
-                          context: dict[str, Tensor] | None = None) -> float:
+def masked_token_accuracy(
+    model: torch.nn.Module,
+    key: str,
+    texts: Tensor,
+    seed: int = 0,
+    batch: int = 256,
+    context: dict[str, Tensor] | None = None,
+) -> float:
     """Share (in %) of hidden real tokens a pretraining model predicts exactly, masks drawn by the
     model's own strategies from ``seed``. The text is fed alone, or with ``context`` (e.g.
     ``{"image": images}``, masked by the image's own strategy): the gain is what the other

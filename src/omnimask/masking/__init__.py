@@ -1,37 +1,31 @@
-"""Masking strategies. Polarity: ``mask`` True = hidden from the encoder (see :mod:`.base`)."""
+"""Masking strategies. Polarity: ``mask`` True = hidden from the encoder (see :mod:`.base`).
 
-from .base import MASKING, MaskingStrategy, MaskSpec, gather_tokens, spec_from_mask, spec_from_noise, with_decode
-from .block import BlockMasking
-from .dual import DualMasking
-from .nearest_block import NearestBlockMasking
-from .random import RandomMasking
-from .running_cell import RunningCellMasking
-from .span import SpanMasking
-from .time_freq import TimeFreqMasking
-from .tube import TubeMasking
+Each strategy is one module here that registers itself in :data:`MASKING`; the registry imports
+them all on its first lookup (and any installed ``omnimask.masking`` entry point), so adding a
+strategy is adding a file. Concrete classes are imported from their modules
+(``omnimask.masking.tube.TubeMasking``) or looked up by name (``MASKING.get("tube")``).
+"""
+
+from .base import (
+    MASKING,
+    MaskingStrategy,
+    MaskSpec,
+    build_masking,
+    gather_tokens,
+    spec_from_mask,
+    spec_from_noise,
+    uniform_noise,
+    with_decode,
+)
 
 __all__ = [
     "MASKING",
     "MaskSpec",
     "MaskingStrategy",
-    "RandomMasking",
+    "build_masking",
     "gather_tokens",
-    "BlockMasking",
-    "DualMasking",
-    "NearestBlockMasking",
-    "RunningCellMasking",
-    "SpanMasking",
-    "TimeFreqMasking",
-    "TubeMasking",
-    "with_decode",
     "spec_from_mask",
     "spec_from_noise",
-    "build_masking",
+    "uniform_noise",
+    "with_decode",
 ]
-
-
-def build_masking(cfg: dict, where: str = "masking") -> MaskingStrategy:
-    """Build from ``{"name": ..., **kwargs}``."""
-    cfg = dict(cfg)
-    name = cfg.pop("name", "random")
-    return MASKING.build(name, cfg, where=where)

@@ -30,17 +30,29 @@ VideoMAE V2's dual masking). The loss then counts positions that are hidden and 
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Sequence
 
 import torch
 from torch import Tensor
 
-from ..registry import Registry
+from ..registry import Registry, discoverer
 
-__all__ = ["MaskSpec", "MaskingStrategy", "MASKING", "gather_tokens", "spec_from_mask", "spec_from_noise", "uniform_noise", "with_decode"]
+__all__ = [
+    "MaskSpec",
+    "MaskingStrategy",
+    "MASKING",
+    "gather_tokens",
+    "spec_from_mask",
+    "spec_from_noise",
+    "uniform_noise",
+    "with_decode",
+    "build_masking",
+]
 
-MASKING: Registry[type["MaskingStrategy"]] = Registry("masking strategy")
+MASKING: Registry[type[MaskingStrategy]] = Registry(
+    "masking strategy", discover=discoverer("omnimask.masking", "omnimask.masking")
+)
 
 
 @dataclass
@@ -73,21 +85,27 @@ class MaskSpec:
             return self.mask
         return torch.gather(self.mask, 1, self.ids_decode)
 
-    def to(self, device: torch.device | str) -> "MaskSpec":
+    def to(self, device: torch.device | str) -> MaskSpec:
         move = lambda t: None if t is None else t.to(device)  # noqa: E731
-        return MaskSpec(move(self.ids_keep), move(self.ids_restore), move(self.mask), move(self.decode), move(self.ids_decode))
+        return MaskSpec(
+            move(self.ids_keep), move(self.ids_restore), move(self.mask), move(self.decode), move(self.ids_decode)
+        )
 
 
 def with_decode(spec: MaskSpec, decode: Tensor, where: str = "decode") -> MaskSpec:
     """Attach a decoder selection (True = reconstructed) to ``spec``; every sample selects the same count."""
     if decode.dtype != torch.bool:
-        raise TypeError(f"{where}: expected a bool tensor (True = reconstructed by the decoder), got dtype {decode.dtype}")
+        raise TypeError(
+            f"{where}: expected a bool tensor (True = reconstructed by the decoder), got dtype {decode.dtype}"
+        )
     if tuple(decode.shape) != tuple(spec.mask.shape):
         raise ValueError(f"{where}: expected shape {tuple(spec.mask.shape)}, got {tuple(decode.shape)}")
     decode = decode.to(spec.mask.device)
     counts = decode.sum(1)
     if counts.numel() and not bool((counts == counts[0]).all()):
-        raise ValueError(f"{where}: every sample must select the same number of positions; counts are {counts.tolist()}")
+        raise ValueError(
+            f"{where}: every sample must select the same number of positions; counts are {counts.tolist()}"
+        )
     if counts.numel() and int(counts[0]) == 0:
         raise ValueError(f"{where}: selects no position for the decoder")
     ids = torch.argsort((~decode).to(torch.int8), dim=1, stable=True)[:, : int(counts[0]) if counts.numel() else 0]
@@ -178,7 +196,13 @@ class MaskingStrategy:
         raise NotImplementedError(f"{type(self).__name__} is not noise-driven")
 
     def sample(
-        self, batch_size: int, grid: tuple[int, ...], *, device: torch.device, generator: torch.Generator | None, **coords: Tensor
+        self,
+        batch_size: int,
+        grid: tuple[int, ...],
+        *,
+        device: torch.device,
+        generator: torch.Generator | None,
+        **coords: Tensor,
     ) -> MaskSpec:
         """Draw a batch of masks; the default draws uniform noise and calls :meth:`from_noise`."""
         if not self.uses_noise:
@@ -212,10 +236,18 @@ class MaskingStrategy:
         if self.needs_coords and mask is None:
             n = math.prod(grid)
             if coords is None:
-                raise ValueError(f"{type(self).__name__} needs the tokens' coordinates (coords=); this modality has none")
+                raise ValueError(
+                    f"{type(self).__name__} needs the tokens' coordinates (coords=); this modality has none"
+                )
             if coords.ndim != 3 or tuple(coords.shape[:2]) != (batch_size, n):
-                raise ValueError(f"coords: expected shape ({batch_size}, {n}, c) for grid {grid}, got {tuple(coords.shape)}")
-        given = [name for name, v in (("noise", noise), ("mask", mask), ("seeds", seeds), ("generator", generator)) if v is not None]
+                raise ValueError(
+                    f"coords: expected shape ({batch_size}, {n}, c) for grid {grid}, got {tuple(coords.shape)}"
+                )
+        given = [
+            name
+            for name, v in (("noise", noise), ("mask", mask), ("seeds", seeds), ("generator", generator))
+            if v is not None
+        ]
         if len(given) > 1:
             raise ValueError(f"pass at most one of noise=, mask=, seeds=, generator=; got {given}")
         if seeds is not None:
@@ -224,14 +256,30 @@ class MaskingStrategy:
                 raise ValueError(f"seeds: expected {batch_size} per-sample seeds, got {len(seeds)}")
             cpu = None if coords is None else coords.detach().cpu()
             specs = [
-                self._draw(1, grid, torch.device("cpu"), generator=torch.Generator().manual_seed(s), coords=None if cpu is None else cpu[i : i + 1])
+                self._draw(
+                    1,
+                    grid,
+                    torch.device("cpu"),
+                    generator=torch.Generator().manual_seed(s),
+                    coords=None if cpu is None else cpu[i : i + 1],
+                )
                 for i, s in enumerate(seeds)
             ]
             spec = spec_from_mask(torch.cat([s.mask for s in specs]).to(device))
             if decode is None and specs and specs[0].decode is not None:
                 decode = torch.cat([s.decode for s in specs])  # type: ignore[misc]
             return spec if decode is None else with_decode(spec, decode.to(device))
-        return self._draw(batch_size, grid, device, noise=noise, mask=mask, decode=decode, generator=generator, coords=coords, valid=valid)
+        return self._draw(
+            batch_size,
+            grid,
+            device,
+            noise=noise,
+            mask=mask,
+            decode=decode,
+            generator=generator,
+            coords=coords,
+            valid=valid,
+        )
 
     def mask_for_seed(self, grid: tuple[int, ...], seed: int) -> tuple[Tensor, Tensor | None]:
         """One sample's ``(mask (N,), decode (N,) or None)`` as a function of ``seed`` (CPU).
@@ -286,3 +334,10 @@ class MaskingStrategy:
     def __repr__(self) -> str:
         count = "" if self.count == "visible" else f", count={self.count!r}"
         return f"{type(self).__name__}(ratio={self.ratio}{count})"
+
+
+def build_masking(cfg: dict, where: str = "masking") -> MaskingStrategy:
+    """Build a strategy from ``{"name": ..., **kwargs}`` (``name`` defaults to ``random``)."""
+    cfg = dict(cfg)
+    name = cfg.pop("name", "random")
+    return MASKING.build(name, cfg, where=where)

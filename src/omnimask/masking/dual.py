@@ -6,7 +6,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-from .base import MASKING, MaskingStrategy, MaskSpec, with_decode
+from .base import MASKING, MaskingStrategy, MaskSpec, build_masking, with_decode
 
 __all__ = ["DualMasking"]
 
@@ -27,8 +27,6 @@ class DualMasking(MaskingStrategy):
     """
 
     def __init__(self, encoder: dict, decoder: dict) -> None:
-        from . import build_masking
-
         if not isinstance(encoder, dict) or not isinstance(decoder, dict):
             raise ValueError("dual masking takes encoder: {name: ..., ...} and decoder: {name: ..., ...} mappings")
         self.encoder = build_masking(encoder, "masking.encoder")
@@ -56,7 +54,9 @@ class DualMasking(MaskingStrategy):
         coords: Tensor | None = None,
         valid: Tensor | None = None,
     ) -> MaskSpec:
-        spec = self.encoder._draw(batch_size, grid, device, noise=noise, mask=mask, generator=generator, coords=coords, valid=valid)
+        spec = self.encoder._draw(
+            batch_size, grid, device, noise=noise, mask=mask, generator=generator, coords=coords, valid=valid
+        )
         if decode is None:
             decode = ~self.decoder._draw(batch_size, grid, device, generator=generator, coords=coords).mask
         return with_decode(spec, decode.to(device))

@@ -32,7 +32,9 @@ class RunningCellMasking(MaskingStrategy):
         super().__init__(ratio)
         self.hidden_per_cell = int(4 * self.ratio)
         if not 0 < self.hidden_per_cell < 4:
-            raise ValueError(f"running_cell masking hides int(4 * ratio) of 4 cell positions, which must be 1..3; ratio {ratio} gives {self.hidden_per_cell}")
+            raise ValueError(
+                f"running_cell masking hides int(4 * ratio) of 4 cell positions, which must be 1..3; ratio {ratio} gives {self.hidden_per_cell}"
+            )
         self._maps: dict[tuple[int, ...], Tensor] = {}  # grid -> maps(grid); drawn for every sample or batch
 
     def maps(self, grid: tuple[int, ...]) -> Tensor:
@@ -49,7 +51,9 @@ class RunningCellMasking(MaskingStrategy):
             raise ValueError(f"running_cell masking needs a (time, height, width) grid, got {grid}")
         t, h, w = grid
         if h % 2 or w % 2:
-            raise ValueError(f"running_cell masking tiles 2x2 cells, so the grid height and width must be even; got {h}x{w}")
+            raise ValueError(
+                f"running_cell masking tiles 2x2 cells, so the grid height and width must be even; got {h}x{w}"
+            )
         queue = torch.tensor([True] * self.hidden_per_cell + [False] * (4 - self.hidden_per_cell))
         out = torch.empty(4, t, h, w, dtype=torch.bool)
         for phase in range(4):

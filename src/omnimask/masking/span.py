@@ -60,11 +60,17 @@ class SpanMasking(MaskingStrategy):
             left -= len(new)
         return mask
 
-    def sample(self, batch_size: int, grid: tuple[int, ...], *, device: torch.device, generator: torch.Generator | None) -> MaskSpec:
+    def sample(
+        self, batch_size: int, grid: tuple[int, ...], *, device: torch.device, generator: torch.Generator | None
+    ) -> MaskSpec:
         n = math.prod(grid)
         hidden = n - self.num_keep(n)
         gen = generator if generator is None or generator.device.type == "cpu" else None  # drawn on the CPU
-        mask = torch.stack([self._one(n, hidden, gen) for _ in range(batch_size)]) if batch_size else torch.zeros(0, n, dtype=torch.bool)
+        mask = (
+            torch.stack([self._one(n, hidden, gen) for _ in range(batch_size)])
+            if batch_size
+            else torch.zeros(0, n, dtype=torch.bool)
+        )
         return spec_from_mask(mask.to(device))
 
     def __repr__(self) -> str:

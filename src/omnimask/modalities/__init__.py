@@ -1,13 +1,15 @@
-"""Modalities: one file each, registered by name in :data:`MODALITIES`.
+"""Modalities: one package each (``modalities/<name>/``), registered by name in :data:`MODALITIES`.
 
-Importing this package imports every modality module so their registrations run.
+A modality package holds everything about one kind of data: its tokenizer, its readers and list
+formats, its preprocessing, its pictures, its part of the embedded dataset, and the
+:class:`ModalitySpec` that registers it (``spec.py``). The registry imports every package here on
+its first lookup, plus every installed entry point of the group ``omnimask.modalities``, so adding
+a modality is adding a folder (or installing a plugin) and touches no other file.
+
+Code outside this package imports only the modality-neutral contract re-exported here (from
+:mod:`.base`); a test enforces it.
 """
 
 from .base import MODALITIES, ModalitySpec, TokenizedInput, Tokenizer, register_modality
-from . import image  # noqa: F401  (registers "image")
-from . import video  # noqa: F401  (registers "video")
-from . import points  # noqa: F401  (registers "points")
-from . import text  # noqa: F401  (registers "text")
-from . import audio  # noqa: F401  (registers "audio")
 
 __all__ = ["MODALITIES", "ModalitySpec", "TokenizedInput", "Tokenizer", "register_modality"]

@@ -1,18 +1,20 @@
 """The modality contract: what one modality must provide to the shared core.
 
-A modality is one file that defines a :class:`Tokenizer` subclass and registers a
+A modality is one package (``modalities/<name>/``, or a third-party package declaring an
+``omnimask.modalities`` entry point) that defines a :class:`Tokenizer` subclass and registers a
 :class:`ModalitySpec`. The shared core (backbone, masking, decoders, objectives, models) only ever
 talks to these two objects, so it never imports a concrete modality.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any, Callable
+from typing import Any
 
 from torch import Tensor, nn
 
-from ..registry import Registry
+from ..registry import Registry, discoverer
 
 __all__ = ["Tokenizer", "TokenizedInput", "ModalitySpec", "MODALITIES", "register_modality"]
 
@@ -117,8 +119,9 @@ class ModalitySpec:
         build_processor: ``(tokenizer_cfg, processor_cfg) -> callable`` turning one raw sample
             into the tensor the tokenizer expects (used by :class:`omnimask.OmniMaskProcessor`).
         visualize: optional ``(inputs, pred, mask, tokenizer, objective, processor_cfg) -> PIL.Image``.
-        build_dataset: optional ``(data_cfg, modality_cfg, split) -> Dataset`` reading this
-            modality in its reference on-disk format (split is ``"train"`` for pretraining with
+        build_dataset: optional ``(data_config, modality_cfg, split) -> Dataset`` reading this
+            modality in its reference on-disk format (``data_config``: an instance of
+            :attr:`data_config`, built from the recipe's ``data.<key>``) (split is ``"train"`` for pretraining with
             augmentation, ``"train_eval"``/``"val"`` without); items are ``{key: tensor, "label": int}``.
         example_input: ``(tokenizer_cfg, batch_size) -> Tensor`` a valid random batch, used by the
             contract tests that run over every registered modality.
@@ -133,7 +136,10 @@ class ModalitySpec:
     processor: dict = field(default_factory=dict)
     build_processor: Callable[[dict, dict], Callable[[Any], Tensor]] | None = None
     visualize: Callable[..., Any] | None = None
-    build_dataset: Callable[[dict, dict, str], Any] | None = None
+    build_dataset: Callable[[Any, dict, str], Any] | None = None
+    #: The dataclass of ``data.<key>`` in a recipe: validated once when the recipe is loaded, and
+    #: the built object is what ``build_dataset`` receives.
+    data_config: type | None = None
     description: str = ""
     #: Optional ``(modality_cfg, directory, key) -> processor updates``: writes files the processor
     #: needs (a text tokenizer) next to a saved model; paths in the updates are relative to it.
@@ -143,7 +149,11 @@ class ModalitySpec:
     encoder_mask: str = "drop"
 
 
-MODALITIES: Registry[ModalitySpec] = Registry("modality")
+#: Filled on first lookup: every modality package under ``omnimask/modalities/`` and every
+#: installed entry point of the group ``omnimask.modalities`` (third-party modalities).
+MODALITIES: Registry[ModalitySpec] = Registry(
+    "modality", discover=discoverer("omnimask.modalities", "omnimask.modalities", packages_only=True)
+)
 
 
 def register_modality(spec: ModalitySpec) -> ModalitySpec:

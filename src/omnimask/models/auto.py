@@ -15,7 +15,7 @@ def register_auto_classes() -> None:
         return
     from transformers import AutoConfig, AutoModel, AutoModelForPreTraining
 
-    from ..configuration import OmniMaskConfig
+    from ..model_config import OmniMaskConfig
     from .encoder_model import OmniMaskModel
     from .pretraining import OmniMaskForPreTraining
 

@@ -11,9 +11,9 @@ from torch import Tensor, nn
 
 from ..backbone.blocks import init_vit_weights
 from ..backbone.encoder import TransformerEncoder
-from ..configuration import OmniMaskConfig
 from ..masking.base import gather_tokens, spec_from_mask
 from ..modalities import MODALITIES, TokenizedInput
+from ..model_config import OmniMaskConfig
 from .hub import HubMixin
 from .outputs import EncoderOutput, OmniMaskModelOutput
 
@@ -36,7 +36,10 @@ class OmniMaskModel(HubMixin, nn.Module):
         enc = config.encoder_config
         self.modalities = list(config.modalities)
         self.tokenizers = nn.ModuleDict(
-            {k: MODALITIES.get(m["type"]).tokenizer(dim=enc.dim, **m["tokenizer"]) for k, m in config.modalities.items()}
+            {
+                k: MODALITIES.get(m["type"]).tokenizer(dim=enc.dim, **m["tokenizer"])
+                for k, m in config.modalities.items()
+            }
         )
         self.cls_token = nn.Parameter(torch.zeros(1, 1, enc.dim)) if enc.cls_token else None
         # Point-MAE's fine-tuning model gives [CLS] a learned position, re-added before every block.
@@ -99,7 +102,9 @@ class OmniMaskModel(HubMixin, nn.Module):
         seq, pos_seq = [], []
         if self.cls_token is not None:
             seq.append(self.cls_token.expand(b, -1, -1))
-            pos_seq.append(self.cls_pos.expand(b, -1, -1) if self.cls_pos is not None else seq[-1].new_zeros(b, 1, self.dim))
+            pos_seq.append(
+                self.cls_pos.expand(b, -1, -1) if self.cls_pos is not None else seq[-1].new_zeros(b, 1, self.dim)
+            )
         for k, tok in visible.items():
             p = pos.get(k)
             if p is not None and not every_block:
@@ -110,9 +115,14 @@ class OmniMaskModel(HubMixin, nn.Module):
         key_valid = None
         if valid:
             flags = [torch.ones(b, 1, dtype=torch.bool, device=x.device)] if self.cls_token is not None else []
-            flags += [valid[k] if k in valid else torch.ones(b, tok.shape[1], dtype=torch.bool, device=x.device) for k, tok in visible.items()]
+            flags += [
+                valid[k] if k in valid else torch.ones(b, tok.shape[1], dtype=torch.bool, device=x.device)
+                for k, tok in visible.items()
+            ]
             key_valid = torch.cat(flags, dim=1)
-        block_pos = torch.cat(pos_seq, dim=1).to(x.dtype) if every_block and any(p is not None for p in pos.values()) else None
+        block_pos = (
+            torch.cat(pos_seq, dim=1).to(x.dtype) if every_block and any(p is not None for p in pos.values()) else None
+        )
         layers = None
         if output_hidden_states:
             x, layers = self.encoder(x, key_valid, return_layers=True, pos=block_pos)
@@ -135,7 +145,10 @@ class OmniMaskModel(HubMixin, nn.Module):
         return self.encode_tokenized(self.embed(batch, interpolate_pos_encoding), masks, output_hidden_states)
 
     def encode_tokenized(
-        self, tokenized: dict[str, TokenizedInput], masks: dict[str, Tensor] | None = None, output_hidden_states: bool = False
+        self,
+        tokenized: dict[str, TokenizedInput],
+        masks: dict[str, Tensor] | None = None,
+        output_hidden_states: bool = False,
     ) -> OmniMaskModelOutput:
         """:meth:`forward` after :meth:`embed`: for callers that need the tokenized input first (a
         mask drawn from its grid or coordinates) without tokenizing twice."""
@@ -154,7 +167,13 @@ class OmniMaskModel(HubMixin, nn.Module):
         out = self.encode(visible, output_hidden_states, pos, valid)
         tokens = torch.cat(list(out.parts.values()), dim=1)
         if valid:  # the mean over real tokens: padding does not dilute it
-            w = torch.cat([valid.get(k, torch.ones(p.shape[:2], dtype=torch.bool, device=p.device)) for k, p in out.parts.items()], 1)
+            w = torch.cat(
+                [
+                    valid.get(k, torch.ones(p.shape[:2], dtype=torch.bool, device=p.device))
+                    for k, p in out.parts.items()
+                ],
+                1,
+            )
             w = w.unsqueeze(-1).to(tokens.dtype)
             pooled = (tokens * w).sum(1) / w.sum(1).clamp(min=1)
         else:
@@ -171,7 +190,14 @@ class OmniMaskModel(HubMixin, nn.Module):
     def _adapt_state_dict(cls, state: dict[str, Tensor], source: Path) -> dict[str, Tensor]:
         if not any(k.startswith(PRETRAINING_PREFIX) for k in state):
             return state
-        kept = {k[len(PRETRAINING_PREFIX):]: v for k, v in state.items() if k.startswith(PRETRAINING_PREFIX)}
-        dropped = sorted({k.split(".")[0] + "." + k.split(".")[1] for k in state if not k.startswith(PRETRAINING_PREFIX)})
-        log.info("%s: loading the encoder of a pretraining checkpoint; dropped %d tensors of %s", source, len(state) - len(kept), dropped)
+        kept = {k[len(PRETRAINING_PREFIX) :]: v for k, v in state.items() if k.startswith(PRETRAINING_PREFIX)}
+        dropped = sorted(
+            {k.split(".")[0] + "." + k.split(".")[1] for k in state if not k.startswith(PRETRAINING_PREFIX)}
+        )
+        log.info(
+            "%s: loading the encoder of a pretraining checkpoint; dropped %d tensors of %s",
+            source,
+            len(state) - len(kept),
+            dropped,
+        )
         return kept

@@ -19,7 +19,7 @@ from typing import Any
 import torch
 from safetensors.torch import load_file, save_file
 
-from ..configuration import OmniMaskConfig
+from ..model_config import OmniMaskConfig
 
 __all__ = ["HubMixin", "CONFIG_NAME", "WEIGHTS_NAME"]
 
@@ -29,9 +29,22 @@ CONFIG_NAME = "config.json"
 WEIGHTS_NAME = "model.safetensors"
 # Keyword arguments that transformers' Auto classes forward; meaningless for a local directory.
 _HUB_KWARGS = {
-    "cache_dir", "force_download", "local_files_only", "token", "revision", "proxies", "subfolder",
-    "trust_remote_code", "code_revision", "_from_auto", "_commit_hash", "adapter_kwargs", "use_safetensors",
-    "resume_download", "_from_pipeline", "attn_implementation",
+    "cache_dir",
+    "force_download",
+    "local_files_only",
+    "token",
+    "revision",
+    "proxies",
+    "subfolder",
+    "trust_remote_code",
+    "code_revision",
+    "_from_auto",
+    "_commit_hash",
+    "adapter_kwargs",
+    "use_safetensors",
+    "resume_download",
+    "_from_pipeline",
+    "attn_implementation",
 }
 
 
@@ -47,7 +60,9 @@ def _resolve_dir(path: str | os.PathLike, kwargs: dict) -> Path:
         hub = {k: kwargs[k] for k in ("revision", "cache_dir", "token", "local_files_only") if k in kwargs}
         return Path(snapshot_download(str(path), **hub))
     except Exception as err:  # noqa: BLE001 - report both causes
-        raise FileNotFoundError(f"no checkpoint directory {str(path)!r} (and it could not be fetched as a Hub repo: {err})") from None
+        raise FileNotFoundError(
+            f"no checkpoint directory {str(path)!r} (and it could not be fetched as a Hub repo: {err})"
+        ) from None
 
 
 def read_config(directory: Path) -> OmniMaskConfig:
@@ -61,7 +76,9 @@ def read_config(directory: Path) -> OmniMaskConfig:
     mtype = raw.get("model_type")
     if mtype != OmniMaskConfig.model_type:
         hint = " Convert it first: omnimask convert --from hf-vitmae SRC DST" if mtype == "vit_mae" else ""
-        raise ValueError(f"{directory} holds a {mtype!r} checkpoint, not an omnimask one (model_type 'omnimask').{hint}")
+        raise ValueError(
+            f"{directory} holds a {mtype!r} checkpoint, not an omnimask one (model_type 'omnimask').{hint}"
+        )
     # Files saved next to the model (a text tokenizer) are named relative to it: make them absolute.
     for m in (raw.get("modalities") or {}).values():
         path = (m.get("processor") or {}).get("tokenizer")
@@ -148,12 +165,18 @@ class HubMixin:
         model = cls(config)  # type: ignore[call-arg]
         state = cls._adapt_state_dict(load_file(str(weights)), directory)
         own = model.state_dict()
-        bad_shapes = [f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}" for k, v in state.items() if k in own and own[k].shape != v.shape]
+        bad_shapes = [
+            f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"
+            for k, v in state.items()
+            if k in own and own[k].shape != v.shape
+        ]
         if bad_shapes:
             raise ValueError(f"{weights}: tensor shapes do not match the config: " + "; ".join(bad_shapes[:10]))
         missing, unexpected = model.load_state_dict(state, strict=False)
         if strict and (missing or unexpected):
-            raise ValueError(f"{weights} does not fit {cls.__name__}: missing {missing[:10]} unexpected {unexpected[:10]}")
+            raise ValueError(
+                f"{weights} does not fit {cls.__name__}: missing {missing[:10]} unexpected {unexpected[:10]}"
+            )
         if missing or unexpected:
             log.warning("%s: missing %s, unexpected %s", weights, missing, unexpected)
         if dtype is not None:

@@ -18,9 +18,9 @@ import torch
 from torch import Tensor, nn
 
 from ..backbone.blocks import init_vit_weights
-from ..configuration import OmniMaskConfig
 from ..decoders import DECODERS
 from ..masking import MaskSpec, build_masking, gather_tokens, with_decode
+from ..model_config import OmniMaskConfig
 from ..objectives import OBJECTIVES
 from .encoder_model import PRETRAINING_PREFIX, OmniMaskModel
 from .hub import HubMixin
@@ -77,11 +77,17 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
             tok = self.omnimask.tokenizers[k]
             where = f"modalities.{k}"
             dec_cfg = {n: v for n, v in m["decoder"].items() if n != "name"}
-            self.decoders[k] = DECODERS.build(m["decoder"]["name"], dec_cfg, f"{where}.decoder", in_dim=dim, out_dim=tok.output_dim)
+            self.decoders[k] = DECODERS.build(
+                m["decoder"]["name"], dec_cfg, f"{where}.decoder", in_dim=dim, out_dim=tok.output_dim
+            )
             obj_cfg = {n: v for n, v in m["objective"].items() if n != "name"}
             self.objectives[k] = OBJECTIVES.build(
-                m["objective"]["name"], obj_cfg, f"{where}.objective", channels=tok.channels,
-                input_mean=m["processor"].get("mean"), input_std=m["processor"].get("std"),
+                m["objective"]["name"],
+                obj_cfg,
+                f"{where}.objective",
+                channels=tok.channels,
+                input_mean=m["processor"].get("mean"),
+                input_std=m["processor"].get("std"),
             )
             self.maskings[k] = build_masking(m["masking"], f"{where}.masking")
             if tok.coordinate_positions:
@@ -125,7 +131,12 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
     ) -> OmniMaskPreTrainingOutput:
         batch = self.omnimask.collect_inputs(inputs, modalities)
         noise, masks, decode_masks, mask_seeds = noise or {}, masks or {}, decode_masks or {}, mask_seeds or {}
-        for name, given in (("noise", noise), ("masks", masks), ("decode_masks", decode_masks), ("mask_seeds", mask_seeds)):
+        for name, given in (
+            ("noise", noise),
+            ("masks", masks),
+            ("decode_masks", decode_masks),
+            ("mask_seeds", mask_seeds),
+        ):
             stray = [k for k in given if k not in batch]
             if stray:
                 raise KeyError(f"{name} given for {stray}, which are not in the batch {list(batch)}")
@@ -134,8 +145,15 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
         for k, t in tokens.items():
             seeds = mask_seeds.get(k)
             spec = self.maskings[k](
-                t.tokens.shape[0], t.grid, device=t.tokens.device, noise=noise.get(k), mask=masks.get(k), decode=decode_masks.get(k),
-                generator=None if seeds is not None or k in noise or k in masks else generator, seeds=seeds, coords=t.coords,
+                t.tokens.shape[0],
+                t.grid,
+                device=t.tokens.device,
+                noise=noise.get(k),
+                mask=masks.get(k),
+                decode=decode_masks.get(k),
+                generator=None if seeds is not None or k in noise or k in masks else generator,
+                seeds=seeds,
+                coords=t.coords,
                 valid=t.valid,
             )
             if spec.ids_decode is None and getattr(self.decoders[k], "predict", "all") == "hidden":
@@ -169,10 +187,14 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
                 grid=grids[k],
                 **extra,
             )
-            target = tokens[k].target if tokens[k].target is not None else self.omnimask.tokenizers[k].patchify(batch[k])
+            target = (
+                tokens[k].target if tokens[k].target is not None else self.omnimask.tokenizers[k].patchify(batch[k])
+            )
             loss_mask = spec.loss_mask
             if tokens[k].valid is not None:  # padding is never a target
-                valid = tokens[k].valid if spec.ids_decode is None else torch.gather(tokens[k].valid, 1, spec.ids_decode)
+                valid = (
+                    tokens[k].valid if spec.ids_decode is None else torch.gather(tokens[k].valid, 1, spec.ids_decode)
+                )
                 loss_mask = loss_mask & valid
             if spec.ids_decode is not None:  # the decoder predicted only the selected positions
                 target = gather_tokens(target, spec.ids_decode)

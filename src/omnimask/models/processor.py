@@ -7,13 +7,14 @@ input size and normalisation in the model's config, so a loaded checkpoint knows
 from __future__ import annotations
 
 import os
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import torch
 from torch import Tensor
 
-from ..configuration import OmniMaskConfig
 from ..modalities import MODALITIES
+from ..model_config import OmniMaskConfig
 from .hub import _resolve_dir, read_config
 
 __all__ = ["OmniMaskProcessor"]
@@ -35,7 +36,7 @@ class OmniMaskProcessor:
                 self._fns[k] = spec.build_processor(m["tokenizer"], proc)
 
     @classmethod
-    def from_pretrained(cls, path: str | os.PathLike, **kwargs: Any) -> "OmniMaskProcessor":
+    def from_pretrained(cls, path: str | os.PathLike, **kwargs: Any) -> OmniMaskProcessor:
         directory = _resolve_dir(path, kwargs)
         return cls(read_config(directory), base_dir=directory)
 

@@ -6,8 +6,8 @@ True = hidden; objectives average over hidden tokens only (MAE reconstructs what
 
 from __future__ import annotations
 
-from ..registry import Registry
+from ..registry import Registry, discoverer
 
 __all__ = ["OBJECTIVES"]
 
-OBJECTIVES: Registry = Registry("objective")
+OBJECTIVES: Registry = Registry("objective", discover=discoverer("omnimask.objectives", "omnimask.objectives"))

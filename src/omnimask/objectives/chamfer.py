@@ -7,7 +7,7 @@ import math
 import torch
 from torch import Tensor, nn
 
-from ..modalities.points_ops import chamfer_distance
+from ..ops.geometry import chamfer_distance
 from .base import OBJECTIVES
 
 __all__ = ["MaskedChamfer", "CHAMFER_NORMS"]
@@ -56,13 +56,19 @@ class MaskedChamfer(nn.Module):
 
     def _check(self, pred: Tensor, target: Tensor, mask: Tensor) -> None:
         if pred.ndim != 3 or target.ndim != 3:
-            raise ValueError(f"chamfer objective: pred and target must be (B, N, P), got {tuple(pred.shape)} and {tuple(target.shape)}")
+            raise ValueError(
+                f"chamfer objective: pred and target must be (B, N, P), got {tuple(pred.shape)} and {tuple(target.shape)}"
+            )
         if pred.shape[:2] != target.shape[:2]:
-            raise ValueError(f"chamfer objective: pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in (B, N)")
+            raise ValueError(
+                f"chamfer objective: pred {tuple(pred.shape)} and target {tuple(target.shape)} differ in (B, N)"
+            )
         if mask.dtype != torch.bool:
             raise TypeError(f"chamfer objective: mask must be a bool tensor (True = counted), got dtype {mask.dtype}")
         if tuple(mask.shape) != tuple(pred.shape[:2]):
-            raise ValueError(f"chamfer objective: mask shape {tuple(mask.shape)} does not match pred's (B, N) {tuple(pred.shape[:2])}")
+            raise ValueError(
+                f"chamfer objective: mask shape {tuple(mask.shape)} does not match pred's (B, N) {tuple(pred.shape[:2])}"
+            )
         for name, t in (("pred", pred), ("target", target)):
             if t.shape[-1] == 0 or t.shape[-1] % self.channels:
                 raise ValueError(

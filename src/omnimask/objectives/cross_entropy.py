@@ -29,9 +29,13 @@ class MaskedCrossEntropy(nn.Module):
 
     def forward(self, pred: Tensor, target: Tensor, mask: Tensor) -> Tensor:
         if pred.ndim != 3 or target.shape[:2] != pred.shape[:2]:
-            raise ValueError(f"cross_entropy objective: expected pred (B, N, V) and target (B, N, 1), got {tuple(pred.shape)} and {tuple(target.shape)}")
+            raise ValueError(
+                f"cross_entropy objective: expected pred (B, N, V) and target (B, N, 1), got {tuple(pred.shape)} and {tuple(target.shape)}"
+            )
         if target.is_floating_point():
-            raise TypeError(f"cross_entropy objective: targets must be token ids (an integer tensor), got {target.dtype}")
+            raise TypeError(
+                f"cross_entropy objective: targets must be token ids (an integer tensor), got {target.dtype}"
+            )
         ids = target.reshape(target.shape[0], target.shape[1])
         mask = mask.to(pred.device)
         if not bool(mask.any()):  # nothing counted: a zero that keeps pred in the graph

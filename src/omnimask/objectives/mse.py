@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import torch
 from torch import Tensor, nn
@@ -52,8 +52,12 @@ class MaskedMSE(nn.Module):
                     f"for {channels} channel(s)"
                 )
         # Non-persistent: derived from the config, never stored in checkpoints.
-        self.register_buffer("input_mean", torch.tensor(list(input_mean or [0.0] * channels), dtype=torch.float32), persistent=False)
-        self.register_buffer("input_std", torch.tensor(list(input_std or [1.0] * channels), dtype=torch.float32), persistent=False)
+        self.register_buffer(
+            "input_mean", torch.tensor(list(input_mean or [0.0] * channels), dtype=torch.float32), persistent=False
+        )
+        self.register_buffer(
+            "input_std", torch.tensor(list(input_std or [1.0] * channels), dtype=torch.float32), persistent=False
+        )
 
     def raw_target(self, target: Tensor) -> Tensor:
         """Patch vectors (channel-last) in the input's units, or un-normalised when configured."""

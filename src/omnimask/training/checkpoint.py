@@ -87,8 +87,11 @@ def restore_rng_state(state: dict[str, Any]) -> None:
         if len(cuda) == torch.cuda.device_count():
             torch.cuda.set_rng_state_all(cuda)
         else:
-            logger.warning("checkpoint has %d CUDA RNG states but there are %d devices; not restored",
-                           len(cuda), torch.cuda.device_count())
+            logger.warning(
+                "checkpoint has %d CUDA RNG states but there are %d devices; not restored",
+                len(cuda),
+                torch.cuda.device_count(),
+            )
 
 
 def _check_plain(obj: Any, where: str) -> None:

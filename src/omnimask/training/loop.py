@@ -13,10 +13,11 @@ import logging
 import math
 import random
 import time
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterator, Sequence
+from typing import Any
 
 import numpy as np
 import torch
@@ -25,8 +26,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
-from ..config import to_dict
-from ..data.video import collate_repeated
+from ..data.collate import collate_repeated
+from ..run_config import to_dict
 from .checkpoint import capture_rng_state, load_checkpoint, save_checkpoint
 from .distributed import all_gather_object, all_reduce_mean, barrier, init_distributed, is_main
 from .optim import OptimConfig, build_optimizer, resolve_lr
@@ -163,7 +164,10 @@ class Trainer:
             dataset = self._loader_masks(dataset)
         self.effective_batch = train.batch_size * train.accum_steps * self.world_size
         self.sampler = ResumableSampler(
-            len(dataset), seed=train.seed, rank=self.rank, world_size=self.world_size,
+            len(dataset),
+            seed=train.seed,
+            rank=self.rank,
+            world_size=self.world_size,
             weights=_sample_weights(dataset) if train.balanced_sampling else None,
             epoch_samples=train.epoch_samples if train.balanced_sampling else None,
         )
@@ -205,7 +209,9 @@ class Trainer:
         maskings = getattr(self.model, "maskings", None)
         tokenizers = getattr(getattr(self.model, "omnimask", None), "tokenizers", None)
         if maskings is None or tokenizers is None:
-            raise ValueError("train.masks_in_loader needs a model with per-modality `maskings` and tokenizers (OmniMaskForPreTraining)")
+            raise ValueError(
+                "train.masks_in_loader needs a model with per-modality `maskings` and tokenizers (OmniMaskForPreTraining)"
+            )
         # Loader masks are made for the grid the model was built for (inputs at their base size).
         return LoaderMasks(dataset, {k: (maskings[k], tuple(tokenizers[k].base_grid)) for k in self.modalities})
 
@@ -219,8 +225,13 @@ class Trainer:
             self._resume(self.output_dir if resume is True else Path(resume))
         start_step, saved_step = self.step, (self.step if resume else -1)
         losses: list[float] = []
-        bar = tqdm(total=self.total_steps, initial=self.step, desc="train", dynamic_ncols=True,
-                   disable=not (cfg.progress and is_main()))
+        bar = tqdm(
+            total=self.total_steps,
+            initial=self.step,
+            desc="train",
+            dynamic_ncols=True,
+            disable=not (cfg.progress and is_main()),
+        )
         self._net.train()
         t0 = time.perf_counter()
         try:
@@ -241,11 +252,20 @@ class Trainer:
                     for hook in self.hooks:
                         hook(self, self.step, out)
                     rate = (self.step - start_step) * self.effective_batch / max(time.perf_counter() - t0, 1e-9)
-                    bar.set_postfix({"loss": f"{loss:.4f}", "lr": f"{lr:.2e}", "samples/s": f"{rate:.1f}"}, refresh=False)
+                    bar.set_postfix(
+                        {"loss": f"{loss:.4f}", "lr": f"{lr:.2e}", "samples/s": f"{rate:.1f}"}, refresh=False
+                    )
                     bar.update(1)
                     if is_main() and cfg.log_every > 0 and self.step % cfg.log_every == 0:
-                        logger.info("step %d/%d epoch %.2f loss %.4f lr %.3e %.1f samples/s", self.step,
-                                    self.total_steps, self.step / self.steps_per_epoch, loss, lr, rate)
+                        logger.info(
+                            "step %d/%d epoch %.2f loss %.4f lr %.3e %.1f samples/s",
+                            self.step,
+                            self.total_steps,
+                            self.step / self.steps_per_epoch,
+                            loss,
+                            lr,
+                            rate,
+                        )
                     if cfg.checkpoint_every > 0 and self.step % cfg.checkpoint_every == 0:
                         self._save()
                         saved_step = self.step
@@ -256,16 +276,31 @@ class Trainer:
             bar.close()
         elapsed = max(time.perf_counter() - t0, 1e-9)
         if self.skipped:
-            logger.warning("the dataset skipped %d unreadable sample(s) in this run (see the warnings above for their paths)", self.skipped)
-        return TrainResult(losses=losses, steps=self.step, epochs_done=self.epoch, output_dir=str(self.output_dir),
-                           last_checkpoint=self.last_checkpoint, start_step=start_step, skipped=self.skipped,
-                           samples_per_sec=(self.step - start_step) * self.effective_batch / elapsed)
+            logger.warning(
+                "the dataset skipped %d unreadable sample(s) in this run (see the warnings above for their paths)",
+                self.skipped,
+            )
+        return TrainResult(
+            losses=losses,
+            steps=self.step,
+            epochs_done=self.epoch,
+            output_dir=str(self.output_dir),
+            last_checkpoint=self.last_checkpoint,
+            start_step=start_step,
+            skipped=self.skipped,
+            samples_per_sec=(self.step - start_step) * self.effective_batch / elapsed,
+        )
 
     # ----------------------------------------------------------------- internals
     def _train_step(self, batches: Iterator[Any]) -> tuple[Any, float, float]:
         cfg, accum = self.train_cfg, self.train_cfg.accum_steps
-        lr = lr_at(self.step / self.steps_per_epoch, self.peak_lr, self.optim_cfg.min_lr,
-                   self.optim_cfg.warmup_epochs, cfg.epochs)
+        lr = lr_at(
+            self.step / self.steps_per_epoch,
+            self.peak_lr,
+            self.optim_cfg.min_lr,
+            self.optim_cfg.warmup_epochs,
+            cfg.epochs,
+        )
         apply_lr(self.optimizer, lr)
         self.optimizer.zero_grad(set_to_none=True)
         total = torch.zeros((), device=self.device)
@@ -307,7 +342,10 @@ class Trainer:
                 f"{per_mod}; the step was not applied and nothing was saved; last good checkpoint: "
                 f"{self.last_checkpoint or 'none (no checkpoint written yet)'}. Lower the lr, set "
                 f"optim.clip_grad or check the data, then resume from that checkpoint.",
-                step, self.epoch, per_mod, self.last_checkpoint,
+                step,
+                self.epoch,
+                per_mod,
+                self.last_checkpoint,
             )
         if self.optim_cfg.clip_grad is not None:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.optim_cfg.clip_grad)
@@ -315,17 +353,29 @@ class Trainer:
         return out, loss, lr
 
     def _extra(self) -> dict[str, Any]:
-        return {"train": to_dict(self.train_cfg), "optim": to_dict(self.optim_cfg), "world_size": self.world_size,
-                "steps_per_epoch": self.steps_per_epoch, "effective_batch": self.effective_batch,
-                "modalities": list(self.modalities), "skipped": self.skipped}
+        return {
+            "train": to_dict(self.train_cfg),
+            "optim": to_dict(self.optim_cfg),
+            "world_size": self.world_size,
+            "steps_per_epoch": self.steps_per_epoch,
+            "effective_batch": self.effective_batch,
+            "modalities": list(self.modalities),
+            "skipped": self.skipped,
+        }
 
     def _save(self) -> None:
         rng = all_gather_object(capture_rng_state())  # every rank's stream, for exact DDP resume
         path = self.output_dir / "checkpoints" / f"step_{self.step:08d}"
         if is_main():
             path = save_checkpoint(
-                self.output_dir, model=self.model, optimizer=self.optimizer, step=self.step, epoch=self.epoch,
-                step_in_epoch=self.step_in_epoch, extra=self._extra(), keep=self.train_cfg.keep_checkpoints,
+                self.output_dir,
+                model=self.model,
+                optimizer=self.optimizer,
+                step=self.step,
+                epoch=self.epoch,
+                step_in_epoch=self.step_in_epoch,
+                extra=self._extra(),
+                keep=self.train_cfg.keep_checkpoints,
                 rng_states=rng,  # type: ignore[arg-type]
             )
         barrier()  # no rank runs ahead (or resumes) before the checkpoint is in place
@@ -339,9 +389,13 @@ class Trainer:
         self.last_checkpoint = state["path"]
         extra = state.get("extra") or {}
         self.skipped = int(extra.get("skipped", 0))
-        for key, now in (("steps_per_epoch", self.steps_per_epoch), ("world_size", self.world_size),
-                         ("effective_batch", self.effective_batch)):
+        for key, now in (
+            ("steps_per_epoch", self.steps_per_epoch),
+            ("world_size", self.world_size),
+            ("effective_batch", self.effective_batch),
+        ):
             if key in extra and extra[key] != now:
-                logger.warning("resuming with %s=%s (checkpoint had %s): the run will not replay exactly",
-                               key, now, extra[key])
+                logger.warning(
+                    "resuming with %s=%s (checkpoint had %s): the run will not replay exactly", key, now, extra[key]
+                )
         logger.info("resumed from %s at step %d (epoch %d)", state["path"], self.step, self.epoch)

@@ -3,13 +3,22 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Any, Sequence
+from typing import Any
 
 import torch
 from torch import nn
 
-__all__ = ["OptimConfig", "param_groups", "layer_decay_groups", "build_optimizer", "resolve_lr", "NO_DECAY_NAMES", "skips_decay"]
+__all__ = [
+    "OptimConfig",
+    "param_groups",
+    "layer_decay_groups",
+    "build_optimizer",
+    "resolve_lr",
+    "NO_DECAY_NAMES",
+    "skips_decay",
+]
 
 logger = logging.getLogger(__name__)
 
@@ -23,7 +32,9 @@ def skips_decay(name: str, p: nn.Parameter, no_decay_names: Sequence[str] = NO_D
     weights of a module called ``pos_embed`` (Point-MAE's centre MLP) are still decayed.
     """
     parts = name.split(".")
-    return p.ndim <= 1 or any(t == parts[-1] or (len(parts) > 1 and t == parts[-2] and "embed" in t) for t in no_decay_names)
+    return p.ndim <= 1 or any(
+        t == parts[-1] or (len(parts) > 1 and t == parts[-2] and "embed" in t) for t in no_decay_names
+    )
 
 
 @dataclass
@@ -86,7 +97,11 @@ def layer_decay_groups(model: nn.Module, weight_decay: float, layer_decay: float
         no_decay = skips_decay(name, p)
         key = (layer, no_decay)
         if key not in groups:
-            groups[key] = {"params": [], "lr_scale": layer_decay ** (depth + 1 - layer), "weight_decay": 0.0 if no_decay else weight_decay}
+            groups[key] = {
+                "params": [],
+                "lr_scale": layer_decay ** (depth + 1 - layer),
+                "weight_decay": 0.0 if no_decay else weight_decay,
+            }
         groups[key]["params"].append(p)
     return list(groups.values())
 

@@ -11,7 +11,8 @@ Exact resume needs two things from the data side:
 from __future__ import annotations
 
 import random
-from typing import Any, Iterator
+from collections.abc import Iterator
+from typing import Any
 
 import numpy as np
 import torch

@@ -1,0 +1,156 @@
+"""``OmniMaskConfig``: the model's ``config.json``.
+
+It is a ``transformers.PreTrainedConfig`` (model_type ``"omnimask"``) so that ``AutoConfig`` and
+``AutoModel`` find omnimask checkpoints after ``import omnimask``. The config is validated and
+completed on construction: every modality entry is filled with its registered defaults, so a saved
+``config.json`` fully describes the model, its masking, objectives and preprocessing.
+
+Layout::
+
+    {"encoder": {"dim": 768, "depth": 12, ...},
+     "modalities": {"image": {"type": "image",
+                              "tokenizer": {"image_size": [224, 224], "patch_size": [16, 16], "in_chans": 3},
+                              "masking": {"name": "random", "ratio": 0.75},
+                              "decoder": {"name": "transformer", "dim": 512, ...},
+                              "objective": {"name": "mse", "norm": "patch"},
+                              "loss_weight": 1.0,
+                              "processor": {"mean": [...], "std": [...]}}}}
+
+A modality's key is its name in batches; ``type`` names the registered modality and defaults to
+the key (two image-like inputs, e.g. ``rgb`` and ``depth``, can share ``type: image``).
+"""
+
+from __future__ import annotations
+
+import copy
+import inspect
+from typing import Any
+
+from transformers import PreTrainedConfig
+
+from .backbone.encoder import EncoderConfig
+from .decoders import DECODERS
+from .masking import MASKING
+from .modalities import MODALITIES
+from .objectives import OBJECTIVES
+from .registry import ConfigError, check_keys
+from .version import __version__
+
+__all__ = ["OmniMaskConfig"]
+
+_MODALITY_KEYS = (
+    "type",
+    "tokenizer",
+    "masking",
+    "decoder",
+    "objective",
+    "loss_weight",
+    "processor",
+    "encoder_mask",
+    "decoder_layer",
+)
+_ENCODER_MASKS = ("drop", "replace")
+# Values the model supplies to components; users never set them.
+_INJECTED = {"decoder": ("in_dim", "out_dim"), "objective": ("channels", "input_mean", "input_std")}
+
+
+def _component(section: str, registry: Any, given: dict | None, default: dict, where: str) -> dict:
+    """Merge a user component config over the modality default (defaults only apply to the same name)."""
+    given = dict(given or {})
+    name = given.get("name", default.get("name"))
+    base = dict(default) if name == default.get("name") else {"name": name}
+    base.update(given)
+    kwargs = {k: v for k, v in base.items() if k != "name"}
+    registry.check(name, kwargs, where, injected=_INJECTED.get(section, ()))
+    return {"name": name, **kwargs}
+
+
+def _tokenizer_kwargs(tokenizer_cls: type, given: dict | None, where: str) -> dict:
+    params = {
+        p.name: p.default
+        for p in inspect.signature(tokenizer_cls.__init__).parameters.values()
+        if p.name not in ("self", "dim") and p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)
+    }
+    given = dict(given or {})
+    check_keys(given, params, where)
+    missing = [k for k, v in params.items() if v is inspect.Parameter.empty and k not in given]
+    if missing:
+        raise ConfigError(f"{where} is missing required key(s) {missing}")
+    out = {k: (list(v) if isinstance(v, tuple) else v) for k, v in {**params, **given}.items()}
+    return out
+
+
+def normalize_modality(key: str, cfg: dict | None) -> dict:
+    """Validate one modality entry and fill in the registered defaults."""
+    cfg = dict(cfg or {})
+    where = f"modalities.{key}"
+    check_keys(cfg, _MODALITY_KEYS, where)
+    mtype = cfg.get("type", key)
+    if mtype not in MODALITIES:
+        raise ConfigError(
+            f"{where}: unknown modality type {mtype!r}; registered modalities: {MODALITIES.names()} "
+            "(set 'type' when the key is not a modality name)"
+        )
+    spec = MODALITIES.get(mtype)
+    weight = cfg.get("loss_weight", 1.0)
+    if not isinstance(weight, (int, float)) or weight < 0:
+        raise ConfigError(f"{where}.loss_weight must be a non-negative number, got {weight!r}")
+    processor = {**copy.deepcopy(spec.processor), **(cfg.get("processor") or {})}
+    encoder_mask = cfg.get("encoder_mask", spec.encoder_mask)
+    if encoder_mask not in _ENCODER_MASKS:
+        raise ConfigError(f"{where}.encoder_mask must be one of {_ENCODER_MASKS}, got {encoder_mask!r}")
+    layer = cfg.get("decoder_layer")
+    if layer is not None and (isinstance(layer, bool) or not isinstance(layer, int) or layer < 1):
+        raise ConfigError(
+            f"{where}.decoder_layer must be null (the encoder's output) or a block number >= 1, got {layer!r}"
+        )
+    return {
+        "type": mtype,
+        "tokenizer": _tokenizer_kwargs(spec.tokenizer, cfg.get("tokenizer"), f"{where}.tokenizer"),
+        "masking": _component("masking", MASKING, cfg.get("masking"), spec.masking, f"{where}.masking"),
+        "decoder": _component("decoder", DECODERS, cfg.get("decoder"), spec.decoder, f"{where}.decoder"),
+        "objective": _component("objective", OBJECTIVES, cfg.get("objective"), spec.objective, f"{where}.objective"),
+        "loss_weight": float(weight),
+        "processor": processor,
+        "encoder_mask": encoder_mask,
+        "decoder_layer": layer,
+    }
+
+
+class OmniMaskConfig(PreTrainedConfig):
+    """Configuration of :class:`~omnimask.OmniMaskForPreTraining` and :class:`~omnimask.OmniMaskModel`.
+
+    Args:
+        encoder: shared encoder shape, see :class:`~omnimask.backbone.EncoderConfig`.
+        modalities: ``{key: modality config}``; defaults to a single ``image`` modality.
+    """
+
+    model_type = "omnimask"
+
+    def __init__(
+        self,
+        encoder: dict | None = None,
+        modalities: dict | None = None,
+        omnimask_version: str | None = None,
+        **kwargs: Any,
+    ) -> None:
+        enc = EncoderConfig.from_dict(dict(encoder or {}))
+        mods = {"image": {}} if modalities is None else dict(modalities)
+        if not mods:
+            raise ConfigError("modalities: at least one modality is required")
+        for key in mods:
+            if not isinstance(key, str) or not key.isidentifier() or key != key.lower():
+                raise ConfigError(f"modalities: key {key!r} must be a lower-case identifier")
+        self.encoder = enc.to_dict()
+        self.modalities = {k: normalize_modality(k, v) for k, v in mods.items()}
+        self.omnimask_version = omnimask_version or __version__
+        super().__init__(**kwargs)
+
+    @property
+    def encoder_config(self) -> EncoderConfig:
+        return EncoderConfig(**self.encoder)
+
+    @property
+    def use_modality_embed(self) -> bool:
+        flag = self.encoder["modality_embed"]
+        return len(self.modalities) > 1 if flag == "auto" else bool(flag)

@@ -1,0 +1,122 @@
+"""What the pretraining and fine-tuning runners share: the data sections, the datasets, finding a
+config file, and one command-line ``main`` with the documented exit codes."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+from ..data.errors import DataReadError
+from ..data.sources import SOURCES
+from ..data.wrappers import RenamedKeys
+from ..modalities import MODALITIES
+from ..model_config import OmniMaskConfig
+from ..registry import ConfigError, check_keys
+from ..run_config import from_dict
+from ..training import CheckpointError, NonFiniteLossError
+
+__all__ = ["data_configs", "build_dataset", "find_config", "runner_main"]
+
+
+def data_configs(config: OmniMaskConfig, data: dict) -> dict[str, Any]:
+    """Validate a recipe's ``data`` section once: ``{key: typed config}``.
+
+    A key is one of the model's modalities (its section becomes the modality's ``data_config``
+    dataclass) or a registered multi-modality source (``pairs``: its ``config`` dataclass).
+    """
+    check_keys(data, [*config.modalities, *SOURCES.names()], "data (keys are the model's modalities or data sources)")
+    out: dict[str, Any] = {}
+    for key, section in data.items():
+        if key in config.modalities:
+            mtype = config.modalities[key]["type"]
+            spec = MODALITIES.get(mtype)
+            if spec.data_config is None:
+                raise ConfigError(f"data.{key}: modality type {mtype!r} has no dataset reader")
+            out[key] = from_dict(spec.data_config, section or {}, f"data.{key}")
+        else:
+            out[key] = from_dict(SOURCES.get(key).config, section or {}, f"data.{key}")
+    return out
+
+
+def build_dataset(config: OmniMaskConfig, data: dict[str, Any], key: str, split: str) -> Any:
+    """Modality ``key``'s dataset for ``split`` from its typed data config (``data_configs``; a
+    plain mapping is validated here); an absent section means the defaults (the embedded data)."""
+    m = config.modalities[key]
+    spec = MODALITIES.get(m["type"])
+    if spec.build_dataset is None or spec.data_config is None:
+        raise ConfigError(f"modality type {m['type']!r} has no dataset reader")
+    cfg = data.get(key)
+    if cfg is None or isinstance(cfg, dict):
+        cfg = from_dict(spec.data_config, cfg or {}, f"data.{key}")
+    ds = spec.build_dataset(cfg, m, split)
+    return ds if key == m["type"] else RenamedKeys(ds, {m["type"]: key})
+
+
+def find_config(path: str | Path) -> Path:
+    """A config path as given, or relative to the recipes folder (as ``omnimask list`` prints them)."""
+    p = Path(path)
+    if p.is_file() or p.is_absolute():
+        return p
+    from ..cli import recipes_dir
+
+    try:
+        alt = recipes_dir() / p
+    except FileNotFoundError:
+        return p
+    return alt if alt.is_file() else p
+
+
+def runner_main(
+    argv: Sequence[str] | None,
+    *,
+    description: str,
+    run: Callable[[Path, list[str], bool | str], Any],
+    default_config: str | Path | None = None,
+    prog: str | None = None,
+    resume_from: bool = True,
+) -> int:
+    """Parse ``[--config F] [--resume] [--resume-from DIR] [key=value ...]`` and call
+    ``run(config path, overrides, resume)``.
+
+    Exit codes: 0 done; 2 a configuration or data error (one ``error:`` line naming the key or
+    file; ``OMNIMASK_DEBUG=1`` shows the traceback); 1 training stopped on a non-finite loss.
+    """
+    parser = argparse.ArgumentParser(prog=prog, description=description)
+    parser.add_argument("--config", default=default_config, required=default_config is None, help="recipe YAML")
+    parser.add_argument(
+        "--resume", action="store_true", help="continue exactly from the latest checkpoint in train.output_dir"
+    )
+    if resume_from:
+        parser.add_argument(
+            "--resume-from", default=None, metavar="DIR", help="continue from this checkpoint directory"
+        )
+    parser.add_argument("overrides", nargs="*", help="key=value overrides, e.g. train.epochs=5 optim.base_lr=1e-3")
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s", datefmt="%H:%M:%S"
+    )
+    resume = getattr(args, "resume_from", None) or args.resume
+    try:
+        run(find_config(args.config), list(args.overrides), resume)
+    except DataReadError as err:
+        if os.environ.get("OMNIMASK_DEBUG"):
+            raise
+        print(
+            f"error: {err}\n(set data.<modality>.on_error=skip to skip unreadable files and count them)",
+            file=sys.stderr,
+        )
+        return 2
+    except (ConfigError, KeyError, FileNotFoundError, ValueError, CheckpointError) as err:
+        if os.environ.get("OMNIMASK_DEBUG"):  # show the traceback when chasing a bug
+            raise
+        print(f"error: {err}", file=sys.stderr)
+        return 2
+    except NonFiniteLossError as err:
+        print(f"training stopped: {err}", file=sys.stderr)
+        return 1
+    return 0

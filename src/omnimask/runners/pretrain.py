@@ -1,0 +1,286 @@
+"""The pretraining recipe runner shared by every ``recipes/*.py`` script.
+
+A recipe is a YAML file with five sections, each validated strictly (a typo names the key and the
+valid ones)::
+
+    model:  OmniMaskConfig fields (encoder, modalities)
+    data:   {<modality key>: that modality's data config}
+    optim:  omnimask.training.OptimConfig
+    train:  omnimask.training.TrainConfig
+    eval:   omnimask.evaluation.EvalConfig
+    visualize_every: optimizer steps between reconstruction pictures (0 = only at the end)
+
+``data`` keys are the model's modalities or registered multi-modality sources (``pairs``); each
+section is validated into its typed config when the recipe is loaded. ``run(cfg)`` pretrains, saves
+the final model with ``save_pretrained`` and, when ``eval.enabled``, measures on held-out data how
+much pretraining helped against the same encoder from random init.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from ..data.sources import SOURCES
+from ..evaluation import EvalConfig, compare_encoders, encode_dataset
+from ..model_config import OmniMaskConfig
+from ..models import OmniMaskForPreTraining, OmniMaskModel
+from ..registry import ConfigError, check_keys
+from ..run_config import apply_overrides, from_dict, load_yaml, to_dict
+from ..training import OptimConfig, TrainConfig, Trainer, is_main
+from .common import build_dataset, data_configs, runner_main
+
+__all__ = ["RecipeConfig", "load_recipe", "run", "main"]
+
+log = logging.getLogger("omnimask.recipe")
+
+
+@dataclass
+class RecipeConfig:
+    """A loaded recipe: the raw ``model`` and ``data`` sections (what ``recipe.json`` records) and
+    the typed sections. :attr:`model_config` and :attr:`data_configs` are built once, on first use."""
+
+    model: dict
+    data: dict
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    train: TrainConfig = field(default_factory=TrainConfig)
+    eval: EvalConfig = field(default_factory=EvalConfig)
+    visualize_every: int = 200
+
+    @cached_property
+    def model_config(self) -> OmniMaskConfig:
+        """The validated, completed model config (built once per run)."""
+        return OmniMaskConfig(**self.model)
+
+    @cached_property
+    def data_configs(self) -> dict[str, Any]:
+        """``{key: typed data config}`` for every ``data`` key (a model modality or a source)."""
+        return data_configs(self.model_config, self.data)
+
+
+def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> RecipeConfig:
+    """Read a recipe YAML, apply ``key=value`` overrides and validate every section."""
+    raw = apply_overrides(load_yaml(path), list(overrides))
+    check_keys(raw, RecipeConfig.__dataclass_fields__, f"recipe {path}")
+    for section in ("model", "data"):
+        if not isinstance(raw.get(section), dict):
+            raise ConfigError(f"recipe {path}: section {section!r} is required and must be a mapping")
+    cfg = RecipeConfig(
+        model=raw["model"],
+        data=raw["data"],
+        optim=from_dict(OptimConfig, raw.get("optim") or {}, "optim"),
+        train=from_dict(TrainConfig, raw.get("train") or {}, "train"),
+        eval=from_dict(EvalConfig, raw.get("eval") or {}, "eval"),
+        visualize_every=int(raw.get("visualize_every", 200)),
+    )
+    check_keys(cfg.model, ("encoder", "modalities"), "model")
+    cfg.data_configs  # noqa: B018 - validates the model and every data section now, before any work starts
+    return cfg
+
+
+class ReconstructionHook:
+    """Saves a reconstruction picture of fixed held-out samples (fixed masks) every ``every`` steps.
+
+    It runs the model in eval mode under ``no_grad`` with its own generator, so it never touches
+    the training RNG: a resumed run stays identical to an uninterrupted one.
+    """
+
+    def __init__(self, samples: dict[str, torch.Tensor], every: int, out_dir: Path) -> None:
+        self.samples, self.every, self.out_dir = samples, every, out_dir
+        self.generator = torch.Generator().manual_seed(1234)
+        self.masks: dict[str, torch.Tensor] = {}
+
+    def __call__(self, trainer: Trainer, step: int, out: Any) -> None:
+        if self.every and step % self.every == 0 and is_main():
+            self.save(trainer.model, step)
+
+    @torch.no_grad()
+    def save(self, model: OmniMaskForPreTraining, step: int) -> Path | None:
+        was_training = model.training
+        model.eval()
+        device = next(model.parameters()).device
+        batch = {k: v.to(device) for k, v in self.samples.items()}
+        if not self.masks:  # drawn once with the model's own strategies, then reused for every picture
+            tokens = model.omnimask.embed(batch)
+            self.masks = {
+                k: model.maskings[k](t.tokens.shape[0], t.grid, generator=self.generator, coords=t.coords).mask
+                for k, t in tokens.items()
+            }
+        out = model(batch, masks={k: v.to(device) for k, v in self.masks.items()})
+        model.train(was_training)
+        path = None
+        for key in batch:
+            img = model.visualize(key, batch[key], out)
+            if img is None:
+                continue
+            self.out_dir.mkdir(parents=True, exist_ok=True)
+            path = self.out_dir / f"reconstruction_{key}_step{step:08d}.png"
+            img.save(path)
+            img.save(self.out_dir.parent / f"reconstruction_{key}.png")
+        return path
+
+
+def _print_report(report: dict[str, dict[str, Any]], cfg: EvalConfig, n_val: int) -> None:
+    k = cfg.labels_per_class
+    print(
+        f"\nHeld-out evaluation: top-1 % on {n_val} samples never seen in pretraining "
+        f"({k} labels per class: mean of {cfg.repeats} label subsets)"
+    )
+    cols = [
+        ("probe_few_mean", f"probe, {k}/class"),
+        ("finetune_mean", f"fine-tune, {k}/class"),
+        ("probe_all", "probe, all labels"),
+    ]
+    cols = [(key, title) for key, title in cols if any(key in r for r in report.values())]
+    print(f"  {'encoder':<24}" + "".join(f"{title:>22}" for _, title in cols))
+    for name, r in report.items():
+        print(f"  {name:<24}" + "".join(f"{r[key]:>21.1f}%" if key in r else f"{'-':>22}" for key, _ in cols))
+    names = list(report)
+    if len(names) == 2:
+        a, b = report[names[0]], report[names[1]]
+        gains = ", ".join(f"{title} {a[key] - b[key]:+.1f}" for key, title in cols if key in a and key in b)
+        print(f"  pretraining gain (points): {gains}")
+
+
+def _datasets(cfg: RecipeConfig, keys: list[str]) -> tuple[Any, Any, Any]:
+    """``(training set, picture set, source spec or None)``: a multi-modality source when the data
+    section names one, else the model's single modality (pictures show held-out samples when there
+    is a validation split, else un-augmented training ones)."""
+    config = cfg.model_config
+    sources = [k for k in cfg.data_configs if k in SOURCES]
+    if sources:  # one dataset yields several modalities together
+        if len(sources) > 1:
+            raise ConfigError(f"data: this runner trains on one dataset, got sections {list(cfg.data_configs)}")
+        source = SOURCES.get(sources[0])
+        src_cfg = cfg.data_configs[sources[0]]
+        return (
+            source.build(src_cfg, config.modalities, "train"),
+            source.build(src_cfg, config.modalities, "val"),
+            source,
+        )
+    if len(keys) > 1:
+        raise ConfigError("this runner trains on one dataset: give paired data (data.pairs), or one modality")
+    train_set = build_dataset(config, cfg.data_configs, keys[0], "train")
+    if cfg.eval.enabled:
+        return train_set, build_dataset(config, cfg.data_configs, keys[0], "val"), None
+    try:
+        return train_set, build_dataset(config, cfg.data_configs, keys[0], "val"), None
+    except ValueError as err:
+        log.info("reconstruction pictures use training samples (%s)", err)
+        return train_set, build_dataset(config, cfg.data_configs, keys[0], "train_eval"), None
+
+
+def run(cfg: RecipeConfig, resume: bool | str = False) -> dict[str, Any]:
+    """Pretrain, save, picture, evaluate. Returns a summary dict (also written to ``summary.json``)."""
+    config = cfg.model_config
+    out_dir = Path(cfg.train.output_dir)
+    torch.manual_seed(cfg.train.seed)
+    model = OmniMaskForPreTraining(config)
+    keys = list(config.modalities)
+    train_set, picture_set, source = _datasets(cfg, keys)
+    # Evenly spaced samples, so a class-sorted folder shows several classes.
+    picks = torch.linspace(0, len(picture_set) - 1, min(8, len(picture_set))).long().tolist()
+    shown = keys if source is not None else keys[:1]
+    samples = {k: torch.stack([picture_set[i][k] for i in picks]) for k in shown}
+    hook = ReconstructionHook(samples, cfg.visualize_every, out_dir / "reconstructions")
+    trainer = Trainer(model, train_set, cfg.train, cfg.optim, hooks=[hook])
+    params = sum(p.numel() for p in model.parameters())
+    log.info(
+        "model: %.2fM parameters; %d training samples; %d optimizer steps",
+        params / 1e6,
+        len(train_set),
+        trainer.total_steps,
+    )
+    result = trainer.fit(resume=resume)
+    summary: dict[str, Any] = {
+        "steps": result.steps,
+        "final_loss": result.losses[-1] if result.losses else None,
+        "samples_per_sec": result.samples_per_sec,
+        "last_checkpoint": result.last_checkpoint,
+        "skipped_samples": result.skipped,
+    }
+    if not is_main():
+        return summary
+    final = out_dir / "final"
+    model.save_pretrained(final)
+    picture = hook.save(model, result.steps)
+    summary.update(final_model=str(final), reconstruction=str(picture) if picture else None)
+    if result.skipped:
+        print(f"\nThe dataset skipped {result.skipped} unreadable sample(s) (their paths are in the warnings above)")
+    print(f"\nSaved the pretrained model to {final} (load it with OmniMaskForPreTraining.from_pretrained or AutoModel)")
+    if picture:
+        print(f"Reconstruction picture: {picture}")
+    if cfg.eval.enabled and source is not None:
+        summary["eval"] = _evaluate_pairs(cfg, config, final, picture_set, source.keys(cfg.data_configs[source.name]))
+    elif cfg.eval.enabled:
+        key = keys[0]
+        train_eval = encode_dataset(build_dataset(config, cfg.data_configs, key, "train_eval"), key)
+        val = encode_dataset(picture_set, key)
+        # Re-seeding and building the encoder first reproduces the exact encoder pretraining started
+        # from (OmniMaskForPreTraining builds its OmniMaskModel before anything else).
+        torch.manual_seed(cfg.train.seed)
+        initial = OmniMaskModel(config)
+        encoders = {"pretrained (omnimask)": OmniMaskModel.from_pretrained(final), "random init": initial}
+        report = compare_encoders(encoders, key, train_eval, val, cfg.eval, progress=cfg.train.progress)
+        _print_report(report, cfg.eval, len(val[1]))
+        summary["eval"] = report
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    (out_dir / "recipe.json").write_text(json.dumps(to_dict(cfg), indent=2, default=str))
+    return summary
+
+
+def _evaluate_pairs(
+    cfg: RecipeConfig, config: OmniMaskConfig, final: Path, val_set: Any, keys: tuple[str, ...]
+) -> dict:
+    """Held-out image <-> text retrieval (each modality encoded alone, mean-pooled) and text-only
+    masked-token accuracy, for the pretrained model against the model it started from."""
+    from ..evaluation import compare_retrieval, masked_token_accuracy
+
+    image_key, text_key = keys
+    items = [val_set[i] for i in range(len(val_set))]
+    images = torch.stack([it[image_key] for it in items])
+    texts = torch.stack([it[text_key] for it in items])
+    torch.manual_seed(cfg.train.seed)
+    initial = OmniMaskForPreTraining(config)
+    trained = OmniMaskForPreTraining.from_pretrained(final)
+    models = {"pretrained (omnimask)": trained, "random init": initial}
+    report = compare_retrieval({k: m.omnimask for k, m in models.items()}, images, texts, image_key, text_key)
+    for name, m in models.items():
+        report[name]["masked_token_acc"] = masked_token_accuracy(m, text_key, texts, seed=cfg.eval.seed)
+        report[name]["masked_token_acc_with_image"] = masked_token_accuracy(
+            m, text_key, texts, seed=cfg.eval.seed, context={image_key: images}
+        )
+    print(
+        f"\nHeld-out retrieval on {len(images)} image-caption pairs (each modality encoded alone, mean-pooled, cosine):"
+    )
+    cols = ["i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1", "t2i_R@5", "t2i_R@10"]
+    print(
+        f"  {'encoder':<24}"
+        + "".join(f"{c:>10}" for c in cols)
+        + f"{'masked-token acc: text alone':>30}{'with the image':>16}"
+    )
+    for name, r in report.items():
+        print(
+            f"  {name:<24}"
+            + "".join(f"{r[c]:>9.1f}%" for c in cols)
+            + f"{r['masked_token_acc']:>29.1f}%{r['masked_token_acc_with_image']:>15.1f}%"
+        )
+    return report
+
+
+def main(argv: Sequence[str] | None = None, default_config: str | Path | None = None, prog: str | None = None) -> int:
+    """``recipes/<name>.py``'s entry point: see :func:`~omnimask.runners.common.runner_main`."""
+    return runner_main(
+        argv,
+        description="Run an omnimask pretraining recipe.",
+        run=lambda path, overrides, resume: run(load_recipe(path, overrides), resume=resume),
+        default_config=default_config,
+        prog=prog,
+    )
