@@ -81,6 +81,26 @@ class OmniMaskModel(HubMixin, nn.Module):
         modalities per-sample positions, coordinates and the reconstruction target)."""
         return {k: self.tokenizers[k].tokenize(x, interpolate_pos) for k, x in batch.items()}
 
+    @staticmethod
+    def gather_visible(
+        tokenized: dict[str, TokenizedInput], ids_keep: dict[str, Tensor]
+    ) -> tuple[dict[str, Tensor], dict[str, Tensor], dict[str, Tensor]]:
+        """What enters the encoder: per modality the tokens, per-sample positions and padding flags
+        at ``ids_keep[m]`` (B, K_m) (every token when ``m`` has no entry).
+
+        Returns ``(visible, pos, valid)``: (B, K_m, D) tokens; (B, K_m, D) positions of the
+        modalities that have them; (B, K_m) bool validity of the modalities with padding.
+        """
+        visible, pos, valid = {}, {}, {}
+        for k, t in tokenized.items():
+            keep = ids_keep.get(k)
+            visible[k] = t.tokens if keep is None else gather_tokens(t.tokens, keep)
+            if t.pos is not None:
+                pos[k] = t.pos if keep is None else gather_tokens(t.pos, keep)
+            if t.valid is not None:
+                valid[k] = t.valid if keep is None else torch.gather(t.valid, 1, keep)
+        return visible, pos, valid
+
     def encode(
         self,
         visible: dict[str, Tensor],
@@ -152,18 +172,12 @@ class OmniMaskModel(HubMixin, nn.Module):
     ) -> OmniMaskModelOutput:
         """:meth:`forward` after :meth:`embed`: for callers that need the tokenized input first (a
         mask drawn from its grid or coordinates) without tokenizing twice."""
-        visible, pos, valid = {}, {}, {}
-        for k, t in tokenized.items():
-            tok, p, v = t.tokens, t.pos, t.valid
-            if masks and k in masks:
-                ids_keep = spec_from_mask(masks[k].to(tok.device), f"masks[{k!r}]").ids_keep
-                tok, p = gather_tokens(tok, ids_keep), None if p is None else gather_tokens(p, ids_keep)
-                v = None if v is None else torch.gather(v, 1, ids_keep)
-            visible[k] = tok
-            if p is not None:
-                pos[k] = p
-            if v is not None:
-                valid[k] = v
+        ids_keep = {
+            k: spec_from_mask(masks[k].to(t.tokens.device), f"masks[{k!r}]").ids_keep
+            for k, t in tokenized.items()
+            if masks and k in masks
+        }
+        visible, pos, valid = self.gather_visible(tokenized, ids_keep)
         out = self.encode(visible, output_hidden_states, pos, valid)
         tokens = torch.cat(list(out.parts.values()), dim=1)
         if valid:  # the mean over real tokens: padding does not dilute it

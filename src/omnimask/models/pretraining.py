@@ -1,6 +1,8 @@
 """``OmniMaskForPreTraining``: mask every modality, encode the visible tokens once, decode each.
 
-One step (DESIGN.md section 2)::
+One step (DESIGN.md section 2), in four stages as MAE's forward_encoder / forward_decoder /
+forward_loss (:meth:`~OmniMaskForPreTraining.forward_masking`, ``forward_encoder``,
+``forward_decoder``, ``forward_loss``)::
 
     batch {m: x_m} -> tokenizer[m] -> tokens (B, N_m, D) + positions
       -> masking[m] -> MaskSpec (ids_keep, ids_restore, mask True = hidden)
@@ -18,8 +20,9 @@ import torch
 from torch import Tensor, nn
 
 from ..backbone.blocks import init_vit_weights
-from ..decoders import DECODERS
+from ..decoders import DECODERS, Decoder
 from ..masking import MaskSpec, build_masking, gather_tokens, with_decode
+from ..modalities import TokenizedInput
 from ..model_config import OmniMaskConfig
 from ..objectives import OBJECTIVES
 from .encoder_model import PRETRAINING_PREFIX, OmniMaskModel
@@ -80,6 +83,11 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
             self.decoders[k] = DECODERS.build(
                 m["decoder"]["name"], dec_cfg, f"{where}.decoder", in_dim=dim, out_dim=tok.output_dim
             )
+            if not isinstance(self.decoders[k], Decoder):
+                raise TypeError(
+                    f"{where}.decoder: {type(self.decoders[k]).__name__} ({m['decoder']['name']!r}) does not subclass "
+                    "omnimask.decoders.Decoder, which declares what a decoder predicts"
+                )
             obj_cfg = {n: v for n, v in m["objective"].items() if n != "name"}
             self.objectives[k] = OBJECTIVES.build(
                 m["objective"]["name"],
@@ -130,18 +138,50 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
         **modalities: Tensor,
     ) -> OmniMaskPreTrainingOutput:
         batch = self.omnimask.collect_inputs(inputs, modalities)
-        noise, masks, decode_masks, mask_seeds = noise or {}, masks or {}, decode_masks or {}, mask_seeds or {}
-        for name, given in (
-            ("noise", noise),
-            ("masks", masks),
-            ("decode_masks", decode_masks),
-            ("mask_seeds", mask_seeds),
-        ):
+        extras = {"noise": noise or {}, "masks": masks or {}, "decode_masks": decode_masks or {}}
+        extras["mask_seeds"] = mask_seeds or {}
+        for name, given in extras.items():
             stray = [k for k in given if k not in batch]
             if stray:
                 raise KeyError(f"{name} given for {stray}, which are not in the batch {list(batch)}")
         tokens = self.omnimask.embed(batch, interpolate_pos_encoding)
-        specs, enc_specs, visible, visible_pos, visible_valid, grids = {}, {}, {}, {}, {}, {}
+        specs = self.forward_masking(tokens, generator=generator, **extras)
+        enc_specs = {}
+        for k, spec in specs.items():
+            enc_specs[k] = spec
+            if self.config.modalities[k]["encoder_mask"] == "replace":
+                # BERT-style: every position enters the encoder, hidden ones as the mask symbol.
+                tokenizer = self.omnimask.tokenizers[k]
+                tokens[k] = _replace(tokenizer, batch[k], spec.mask, interpolate_pos_encoding, tokens[k])
+                enc_specs[k] = spec_all_visible(spec)
+        enc = self.forward_encoder(tokens, enc_specs)
+        losses, preds, loss_masks = {}, {}, {}
+        for k, spec in specs.items():
+            preds[k] = self.forward_decoder(k, enc, enc_specs[k], tokens[k])
+            losses[k], loss_masks[k] = self.forward_loss(k, batch[k], tokens[k], spec, preds[k])
+        loss = sum(self.config.modalities[k]["loss_weight"] * losses[k] for k in losses)
+        return OmniMaskPreTrainingOutput(
+            loss=loss,  # type: ignore[arg-type]
+            losses=losses,
+            pred=preds,
+            mask={k: s.mask for k, s in specs.items()},
+            specs=specs,
+            grids={k: t.grid for k, t in tokens.items()},
+            loss_mask=loss_masks,
+        )
+
+    def forward_masking(
+        self,
+        tokens: dict[str, TokenizedInput],
+        noise: dict[str, Tensor],
+        masks: dict[str, Tensor],
+        decode_masks: dict[str, Tensor],
+        mask_seeds: dict[str, Tensor],
+        generator: torch.Generator | None = None,
+    ) -> dict[str, MaskSpec]:
+        """Stage 1: each modality's :class:`MaskSpec` from its strategy (or the given noise, mask,
+        seeds); a decoder that predicts only hidden positions gets them as its decoded ones."""
+        specs = {}
         for k, t in tokens.items():
             seeds = mask_seeds.get(k)
             spec = self.maskings[k](
@@ -156,61 +196,47 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
                 coords=t.coords,
                 valid=t.valid,
             )
-            if spec.ids_decode is None and getattr(self.decoders[k], "predict", "all") == "hidden":
+            if spec.ids_decode is None and self.decoders[k].predict == "hidden":
                 spec = with_decode(spec, spec.mask, f"modalities.{k}: the decoder predicts hidden positions; mask")
             specs[k] = spec
-            enc_spec = spec
-            if self.config.modalities[k]["encoder_mask"] == "replace":
-                # BERT-style: every position enters the encoder, hidden ones as the mask symbol.
-                t = tokens[k] = _replace(self.omnimask.tokenizers[k], batch[k], spec.mask, interpolate_pos_encoding, t)
-                enc_spec = spec_all_visible(spec)
-            enc_specs[k] = enc_spec
-            visible[k] = gather_tokens(t.tokens, enc_spec.ids_keep)
-            if t.pos is not None:
-                visible_pos[k] = gather_tokens(t.pos, enc_spec.ids_keep)
-            if t.valid is not None:
-                visible_valid[k] = torch.gather(t.valid, 1, enc_spec.ids_keep)
-            grids[k] = t.grid
-        layers_needed = any(self.config.modalities[k]["decoder_layer"] for k in specs)
-        enc = self.omnimask.encode(visible, output_hidden_states=layers_needed, pos=visible_pos, valid=visible_valid)
-        losses, preds, loss_masks = {}, {}, {}
-        for k, spec in specs.items():
-            parts = self._decoder_inputs(k, enc)
-            others = [p for j, p in parts.items() if j != k]
-            extra = {"valid": tokens[k].valid} if tokens[k].valid is not None else {}
-            pred = self.decoders[k](
-                parts[k],
-                enc_specs[k],
-                self._decoder_positions(k, grids[k], tokens[k].coords).to(parts[k].dtype),
-                global_tokens=enc.global_tokens if enc.global_tokens.shape[1] else None,
-                other_tokens=torch.cat(others, dim=1) if others else None,
-                grid=grids[k],
-                **extra,
-            )
-            target = (
-                tokens[k].target if tokens[k].target is not None else self.omnimask.tokenizers[k].patchify(batch[k])
-            )
-            loss_mask = spec.loss_mask
-            if tokens[k].valid is not None:  # padding is never a target
-                valid = (
-                    tokens[k].valid if spec.ids_decode is None else torch.gather(tokens[k].valid, 1, spec.ids_decode)
-                )
-                loss_mask = loss_mask & valid
-            if spec.ids_decode is not None:  # the decoder predicted only the selected positions
-                target = gather_tokens(target, spec.ids_decode)
-            losses[k] = self.objectives[k](pred, target, loss_mask)
-            preds[k], loss_masks[k] = pred, loss_mask
-        weights = {k: self.config.modalities[k]["loss_weight"] for k in losses}
-        loss = sum(weights[k] * losses[k] for k in losses)
-        return OmniMaskPreTrainingOutput(
-            loss=loss,  # type: ignore[arg-type]
-            losses=losses,
-            pred=preds,
-            mask={k: s.mask for k, s in specs.items()},
-            specs=specs,
-            grids=grids,
-            loss_mask=loss_masks,
+        return specs
+
+    def forward_encoder(self, tokens: dict[str, TokenizedInput], enc_specs: dict[str, MaskSpec]) -> Any:
+        """Stage 2: the shared encoder over ``[CLS]`` + every modality's visible tokens (with the
+        hidden states when a decoder reads an inner block)."""
+        visible, pos, valid = self.omnimask.gather_visible(tokens, {k: s.ids_keep for k, s in enc_specs.items()})
+        layers_needed = any(self.config.modalities[k]["decoder_layer"] for k in enc_specs)
+        return self.omnimask.encode(visible, output_hidden_states=layers_needed, pos=pos, valid=valid)
+
+    def forward_decoder(self, key: str, enc: Any, enc_spec: MaskSpec, tokenized: TokenizedInput) -> Tensor:
+        """Stage 3: modality ``key``'s decoder on its encoded tokens, with the other modalities'
+        and the global tokens as context; (B, N, P) or (B, Q, P) at the decoded positions."""
+        parts = self._decoder_inputs(key, enc)
+        others = [p for j, p in parts.items() if j != key]
+        extra = {"valid": tokenized.valid} if tokenized.valid is not None else {}
+        return self.decoders[key](
+            parts[key],
+            enc_spec,
+            self._decoder_positions(key, tokenized.grid, tokenized.coords).to(parts[key].dtype),
+            global_tokens=enc.global_tokens if enc.global_tokens.shape[1] else None,
+            other_tokens=torch.cat(others, dim=1) if others else None,
+            grid=tokenized.grid,
+            **extra,
         )
+
+    def forward_loss(
+        self, key: str, x: Tensor, tokenized: TokenizedInput, spec: MaskSpec, pred: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """Stage 4: the objective on the reconstructed positions only: ``(loss, loss mask)``.
+        Padding is never a target; with a decoder selection the target is gathered to it."""
+        target = tokenized.target if tokenized.target is not None else self.omnimask.tokenizers[key].patchify(x)
+        loss_mask = spec.loss_mask
+        if tokenized.valid is not None:  # padding is never a target
+            valid = tokenized.valid if spec.ids_decode is None else torch.gather(tokenized.valid, 1, spec.ids_decode)
+            loss_mask = loss_mask & valid
+        if spec.ids_decode is not None:  # the decoder predicted only the selected positions
+            target = gather_tokens(target, spec.ids_decode)
+        return self.objectives[key](pred, target, loss_mask), loss_mask
 
     @torch.no_grad()
     def visualize(self, key: str, inputs: Tensor, out: OmniMaskPreTrainingOutput) -> Any:

@@ -40,7 +40,7 @@ def _features(tokenizer_cfg: dict, processor_cfg: dict) -> Any:
     """The :class:`~omnimask.modalities.audio.features.AudioFeatureConfig` a model's config describes."""
     (mean,), (std,) = processor_cfg["mean"], processor_cfg["std"]
     return AudioFeatureConfig(
-        sample_rate=int(processor_cfg.get("sample_rate", 16000)),
+        sample_rate=int(processor_cfg["sample_rate"]),
         num_mel_bins=int(tokenizer_cfg["num_mel_bins"]),
         target_length=int(tokenizer_cfg["target_length"]),
         mean=float(mean),

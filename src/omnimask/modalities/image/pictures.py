@@ -39,8 +39,8 @@ def reconstruction_variants(
     recon_p = objective.denormalize_pred(pred, target) if hasattr(objective, "denormalize_pred") else pred
     c = inputs.shape[1]
     m = mask[..., None].to(target.dtype)
-    mean = torch.tensor(processor_cfg.get("mean", [0.0] * c), dtype=torch.float32)
-    std = torch.tensor(processor_cfg.get("std", [1.0] * c), dtype=torch.float32)
+    mean = torch.tensor(processor_cfg["mean"], dtype=torch.float32)
+    std = torch.tensor(processor_cfg["std"], dtype=torch.float32)
     grey = ((0.5 - mean) / std)[None, None, :].repeat(1, 1, target.shape[-1] // c)
     variants = [
         inputs,

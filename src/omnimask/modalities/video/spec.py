@@ -28,7 +28,7 @@ def _build_processor(tokenizer_cfg: dict, processor_cfg: dict) -> Callable[[Any]
     return video_eval_processor(
         num_frames=tokenizer_cfg["num_frames"],
         size=_pair(tokenizer_cfg["image_size"], "image_size"),
-        stride=int(processor_cfg.get("stride", 4)),
+        stride=int(processor_cfg["stride"]),
         mean=tuple(processor_cfg["mean"]),
         std=tuple(processor_cfg["std"]),
     )
