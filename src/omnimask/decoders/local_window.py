@@ -25,6 +25,10 @@ the prefix.
 Grids of any size work: as in the reference, a window no larger than the grid shrinks to the grid
 along that axis (and that axis is not shifted); an axis the window does not divide is padded at
 its end, and padded positions are masked out of every real token's attention.
+
+Axis legend: B batch, H/W token-grid rows/cols (time/frequency), C (d) token width; nh/nw windows
+along H/W, wh/ww window rows/cols, L (l) = wh*ww tokens of a window, q/k its query/key tokens,
+bw = B*nh*nw windows; n heads, d head width.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import math
 
 import torch
 import torch.nn.functional as F
+from einops import rearrange, repeat
 from torch import Tensor, nn
 
 from ..backbone.blocks import DropPath, Mlp
@@ -71,16 +76,13 @@ def window_layout(
 
 def _windows(x: Tensor, win: tuple[int, int]) -> Tensor:
     """(B, H, W, C) -> (B * nW, wh * ww, C), windows ordered row-major over the window grid."""
-    b, h, w, c = x.shape
-    x = x.view(b, h // win[0], win[0], w // win[1], win[1], c).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(-1, win[0] * win[1], c)
+    return rearrange(x, "b (nh wh) (nw ww) c -> (b nh nw) (wh ww) c", wh=win[0], ww=win[1])
 
 
 def _unwindows(x: Tensor, win: tuple[int, int], hw: tuple[int, int]) -> Tensor:
     """Inverse of :func:`_windows`: (B * nW, wh * ww, C) -> (B, H, W, C)."""
-    (h, w), c = hw, x.shape[-1]
-    x = x.view(-1, h // win[0], w // win[1], win[0], win[1], c).permute(0, 1, 3, 2, 4, 5)
-    return x.reshape(-1, h, w, c)
+    (h, w), (wh, ww) = hw, win
+    return rearrange(x, "(b nh nw) (wh ww) c -> b (nh wh) (nw ww) c", nh=h // wh, nw=w // ww, wh=wh, ww=ww)
 
 
 def _attention_mask(
@@ -167,12 +169,12 @@ class WindowAttention(nn.Module):
     def position_bias(self, win: tuple[int, int], device: torch.device) -> Tensor:
         """(heads, L, L) bias for a window of shape ``win``."""
         area = win[0] * win[1]
-        return self.meta_mlp(self.log_offsets(win, device)).transpose(0, 1).reshape(self.num_heads, area, area)
+        return rearrange(self.meta_mlp(self.log_offsets(win, device)), "(q k) n -> n q k", q=area, k=area)
 
     def forward(self, x: Tensor, win: tuple[int, int], mask: Tensor | None = None) -> Tensor:
         """x: (B * nW, L, C) windows; mask: optional (nW, L, L) additive mask. Returns (B * nW, L, C)."""
-        bw, n, c = x.shape
-        q, k, v = self.qkv(x).view(bw, n, 3, self.num_heads, c // self.num_heads).permute(2, 0, 3, 1, 4).unbind(0)
+        bw, n, _ = x.shape
+        q, k, v = rearrange(self.qkv(x), "bw l (three n d) -> three bw n l d", three=3, n=self.num_heads).unbind(0)
         norms = q.norm(dim=-1, keepdim=True) @ k.norm(dim=-1, keepdim=True).transpose(-2, -1)
         attn = (q @ k.transpose(-2, -1)) / norms.clamp(min=1e-6)
         attn = attn / self.tau.clamp(min=0.01).view(1, -1, 1, 1).to(attn.dtype)
@@ -183,7 +185,7 @@ class WindowAttention(nn.Module):
                 bw, self.num_heads, n, n
             )
         attn = self.attn_drop(attn.softmax(dim=-1))
-        out = (attn @ v).transpose(1, 2).reshape(bw, n, c)
+        out = rearrange(attn @ v, "bw n l d -> bw l (n d)")
         return self.proj_drop(self.proj(out))
 
 
@@ -345,10 +347,10 @@ class LocalWindowDecoder(Decoder):
                 f"local_window decoder: the mask covers {n} tokens but grid {tuple(grid)} has {grid[0] * grid[1]}"
             )
         x = self.embed(visible)
-        x = torch.cat([x, self.mask_token.expand(b, n - x.shape[1], -1).to(x.dtype)], dim=1)
+        x = torch.cat([x, repeat(self.mask_token, "1 1 d -> b l d", b=b, l=n - x.shape[1]).to(x.dtype)], dim=1)
         x = gather_tokens(x, spec.ids_restore) + pos.to(x.dtype)
-        x = x.view(b, grid[0], grid[1], -1)
+        x = rearrange(x, "b (h w) d -> b h w d", h=grid[0], w=grid[1])
         for blk in self.blocks:
             x = blk(x)
-        out = self.pred(self.norm(x.reshape(b, n, -1)))
+        out = self.pred(self.norm(rearrange(x, "b h w d -> b (h w) d")))
         return out if spec.ids_decode is None else gather_tokens(out, spec.ids_decode)

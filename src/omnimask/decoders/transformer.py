@@ -2,11 +2,14 @@
 
 With a decoder selection (VideoMAE V2's dual masking) it runs VideoMAE's arrangement instead:
 ``[visible tokens, mask tokens at the selected positions]`` and predicts only the selected ones.
+
+Axis legend: B batch, N grid positions, K visible tokens, Q selected decoder targets, d width.
 """
 
 from __future__ import annotations
 
 import torch
+from einops import repeat
 from torch import Tensor, nn
 
 from ..backbone.blocks import Block, key_padding_to_attn_mask
@@ -103,14 +106,14 @@ class TransformerDecoder(Decoder):
         """
         b, n = spec.ids_restore.shape
         x = self.embed(visible)
-        pos = pos.to(x.dtype).expand(b, -1, -1) if pos.ndim == 2 else pos.to(x.dtype)
+        pos = repeat(pos.to(x.dtype), "n d -> b n d", b=b) if pos.ndim == 2 else pos.to(x.dtype)
         if spec.ids_decode is None:
-            x = torch.cat([x, self.mask_token.expand(b, n - x.shape[1], -1).to(x.dtype)], dim=1)
+            x = torch.cat([x, repeat(self.mask_token, "1 1 d -> b l d", b=b, l=n - x.shape[1]).to(x.dtype)], dim=1)
             x = gather_tokens(x, spec.ids_restore)
             num_out = n
             keys = valid
         else:
-            queries = self.mask_token.to(x.dtype).expand(b, spec.ids_decode.shape[1], -1)
+            queries = repeat(self.mask_token.to(x.dtype), "1 1 d -> b q d", b=b, q=spec.ids_decode.shape[1])
             x = torch.cat([x, queries], dim=1)
             pos = torch.cat([gather_tokens(pos, spec.ids_keep), gather_tokens(pos, spec.ids_decode)], dim=1)
             num_out = queries.shape[1]

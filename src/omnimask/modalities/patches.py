@@ -1,5 +1,8 @@
 """Non-overlapping 2-D patches, shared by the modalities that are 2-D grids (image, audio spectrogram).
 
+Axis legend: B batch, C channels, H/W pixels (time/frequency bins for spectrograms), h/w
+patch-grid rows/cols (H/p, W/q), p/q patch height/width, D encoder width.
+
 Tokens are row-major over the patch grid and each patch vector is channel-last ``(p, q, C)``:
 exactly ``Conv2d(stride=kernel).flatten(2)`` order and MAE's ``patchify``. A subclass sets
 ``patch_size``, ``channels``, ``base_grid`` and ``dim``, implements ``grid`` and ``positions``, and
@@ -8,6 +11,7 @@ calls :meth:`Patch2dTokenizer.init_patches` once those are known.
 
 from __future__ import annotations
 
+from einops import rearrange
 from torch import Tensor, nn
 
 from .base import Tokenizer
@@ -31,18 +35,16 @@ class Patch2dTokenizer(Tokenizer):
 
     def forward(self, x: Tensor, interpolate_pos: bool = False) -> tuple[Tensor, tuple[int, int]]:
         grid = self.grid(x, interpolate_pos)
-        tokens = self.proj(x).flatten(2).transpose(1, 2)
+        tokens = rearrange(self.proj(x), "b d h w -> b (h w) d")
         pos = self.pos_embed if grid == self.base_grid else self.positions(grid, self.dim).to(tokens.device)
         return tokens + pos.to(tokens.dtype), grid  # type: ignore[return-value]
 
     def patchify(self, x: Tensor) -> Tensor:
-        b, c, h, w = x.shape
+        """(B, C, H, W) -> (B, h*w, p*q*C)."""
         p, q = self.patch_size
-        x = x.reshape(b, c, h // p, p, w // q, q).permute(0, 2, 4, 3, 5, 1)
-        return x.reshape(b, (h // p) * (w // q), p * q * c)
+        return rearrange(x, "b c (h p) (w q) -> b (h w) (p q c)", p=p, q=q)
 
     def unpatchify(self, patches: Tensor, grid: tuple[int, ...]) -> Tensor:
-        b = patches.shape[0]
+        """(B, h*w, p*q*C) -> (B, C, H, W); the inverse of :meth:`patchify`."""
         (gh, gw), (p, q) = grid, self.patch_size
-        x = patches.reshape(b, gh, gw, p, q, self.channels).permute(0, 5, 1, 3, 2, 4)
-        return x.reshape(b, self.channels, gh * p, gw * q)
+        return rearrange(patches, "b (h w) (p q c) -> b c (h p) (w q)", h=gh, w=gw, p=p, q=q, c=self.channels)

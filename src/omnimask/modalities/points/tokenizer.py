@@ -1,6 +1,7 @@
 """Point-cloud modality: farthest-point-sampled group centres, kNN groups, a mini-PointNet per group.
 
-Axis legend: B batch, N points per cloud, G groups (tokens), k points per group, D encoder width.
+Axis legend: B batch, N points per cloud, G groups (tokens), k points per group, c coordinates (3)
+or per-point channels, D encoder width.
 
 Tokenization (Point-MAE):
 
@@ -23,6 +24,7 @@ space (``nearest_block``) reads the centres.
 from __future__ import annotations
 
 import torch
+from einops import rearrange
 from torch import Tensor, nn
 
 from ...ops.geometry import farthest_point_sample, gather_points, group_points
@@ -66,12 +68,12 @@ class MiniPointNet(nn.Module):
 
     def forward(self, groups: Tensor) -> Tensor:
         """groups (B, G, k, c) -> tokens (B, G, dim)."""
-        b, g, k, c = groups.shape
-        feat = self._run(self.first, groups.reshape(b * g, k, c))  # (BG, k, 256)
+        b, g, k, _ = groups.shape
+        feat = self._run(self.first, rearrange(groups, "b g k c -> (b g) k c"))  # (BG, k, 256)
         pooled = feat.max(dim=1, keepdim=True).values
         feat = torch.cat([pooled.expand(-1, k, -1), feat], dim=-1)  # global first, as Point-MAE
         feat = self._run(self.second, feat).max(dim=1).values
-        return feat.reshape(b, g, -1)
+        return rearrange(feat, "(b g) d -> b g d", b=b, g=g)
 
 
 class PointGroupTokenizer(Tokenizer):
@@ -171,7 +173,11 @@ class PointGroupTokenizer(Tokenizer):
         groups, centres = self.group(x)
         tokens = self.embed(groups)
         return TokenizedInput(
-            tokens, (self.num_groups,), pos=self.pos_embed(centres), coords=centres, target=groups.flatten(2)
+            tokens,
+            (self.num_groups,),
+            pos=self.pos_embed(centres),
+            coords=centres,
+            target=rearrange(groups, "b g k c -> b g (k c)"),
         )
 
     def forward(self, x: Tensor, interpolate_pos: bool = False) -> tuple[Tensor, tuple[int]]:
@@ -185,8 +191,8 @@ class PointGroupTokenizer(Tokenizer):
 
     def patchify(self, x: Tensor) -> Tensor:
         """(B, N, 3) -> (B, G, k*3) groups relative to their centres (the same sampling as :meth:`tokenize`)."""
-        return self.group(x)[0].flatten(2)
+        return rearrange(self.group(x)[0], "b g k c -> b g (k c)")
 
     def unpatchify(self, patches: Tensor, grid: tuple[int, ...]) -> Tensor:
         """(B, G, k*3) -> (B, G, k, 3) relative groups (add the centres for absolute points)."""
-        return patches.unflatten(-1, (-1, 3))
+        return rearrange(patches, "... (k c) -> ... k c", c=3)

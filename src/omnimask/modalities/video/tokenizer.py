@@ -1,14 +1,17 @@
 """Video modality: non-overlapping space-time tubes (VideoMAE), fixed sin-cos positions.
 
 Axis legend: B batch, C channels, T frames, H/W pixels; t/h/w the tube grid (T/ts, H/p, W/q);
-ts/p/q the tubelet's frames, height and width. Clips are (B, C, T, H, W), the ``Conv3d`` layout of
-the official VideoMAE (transformers' VideoMAE takes (B, T, C, H, W): permute with
-``x.transpose(1, 2)``). Tokens are row-major over (t, h, w) and each tube vector is channel-last
-``(ts, p, q, C)``, exactly ``Conv3d(stride=kernel).flatten(2)`` order and VideoMAE's target layout.
+ts/p/q the tubelet's frames, height and width; D encoder width.
+
+Clips are (B, C, T, H, W), the ``Conv3d`` layout of the official VideoMAE (transformers' VideoMAE
+takes (B, T, C, H, W): permute with ``x.transpose(1, 2)``). Tokens are row-major over (t, h, w) and
+each tube vector is channel-last ``(ts, p, q, C)``, exactly ``Conv3d(stride=kernel).flatten(2)``
+order and VideoMAE's target layout.
 """
 
 from __future__ import annotations
 
+from einops import rearrange, repeat
 from torch import Tensor, nn
 
 from ...backbone.pos_embed import interpolate_table_3d, sincos_1d_interleaved, sincos_3d_separable
@@ -83,7 +86,7 @@ class VideoTubeTokenizer(Tokenizer):
     def as_clip(self, x: Tensor) -> Tensor:
         """(B, C, H, W) -> (B, C, ts, H, W) when images are accepted as clips."""
         if x.ndim == 4 and self.image_as_clip:
-            return x.unsqueeze(2).expand(-1, -1, self.tubelet_size, -1, -1)
+            return repeat(x, "b c h w -> b c ts h w", ts=self.tubelet_size)  # a broadcast view, no copy
         return x
 
     def grid(self, x: Tensor, interpolate_pos: bool = False) -> tuple[int, int, int]:
@@ -131,19 +134,26 @@ class VideoTubeTokenizer(Tokenizer):
 
     def forward(self, x: Tensor, interpolate_pos: bool = False) -> tuple[Tensor, tuple[int, int, int]]:
         grid = self.grid(x, interpolate_pos)
-        tokens = self.proj(self.as_clip(x)).flatten(2).transpose(1, 2)
+        tokens = rearrange(self.proj(self.as_clip(x)), "b d t h w -> b (t h w) d")
         pos = self.pos_embed if grid == self.base_grid else self.positions(grid, self.dim).to(tokens.device)
         return tokens + pos.to(tokens.dtype), grid
 
     def patchify(self, x: Tensor) -> Tensor:
-        x = self.as_clip(x)
-        b, c, t, h, w = x.shape
+        """(B, C, T, H, W) -> (B, t*h*w, ts*p*q*C)."""
         ts, (p, q) = self.tubelet_size, self.patch_size
-        x = x.reshape(b, c, t // ts, ts, h // p, p, w // q, q).permute(0, 2, 4, 6, 3, 5, 7, 1)
-        return x.reshape(b, (t // ts) * (h // p) * (w // q), ts * p * q * c)
+        return rearrange(self.as_clip(x), "b c (t ts) (h p) (w q) -> b (t h w) (ts p q c)", ts=ts, p=p, q=q)
 
     def unpatchify(self, patches: Tensor, grid: tuple[int, ...]) -> Tensor:
-        b = patches.shape[0]
+        """(B, t*h*w, ts*p*q*C) -> (B, C, T, H, W); the inverse of :meth:`patchify`."""
         (gt, gh, gw), ts, (p, q) = grid, self.tubelet_size, self.patch_size
-        x = patches.reshape(b, gt, gh, gw, ts, p, q, self.channels).permute(0, 7, 1, 4, 2, 5, 3, 6)
-        return x.reshape(b, self.channels, gt * ts, gh * p, gw * q)
+        return rearrange(
+            patches,
+            "b (t h w) (ts p q c) -> b c (t ts) (h p) (w q)",
+            t=gt,
+            h=gh,
+            w=gw,
+            ts=ts,
+            p=p,
+            q=q,
+            c=self.channels,
+        )
