@@ -70,14 +70,21 @@ from ..modalities.image.tokenizer import IMAGENET_MEAN, IMAGENET_STD
 from ..model_config import OmniMaskConfig
 from . import CONVERTERS, ConversionError
 from ._common import (
-    Renamer,
-    Target,
     block_count,
     load_state_file,
     map_state,
     official_file,
     positive_int,
     write_checkpoint,
+)
+from ._videomae_keys import (
+    DEC,  # noqa: F401  (defined here before the key tables moved; still importable from here)
+    DECODER_KEYS,
+    ENC,
+    hf_rename,
+    official_renamer,
+    target_prefixes,
+    unknown_hint,
 )
 from .hf_vitmae import _mlp_ratio, _pair, _read_json, load_hf_state_dict
 
@@ -94,8 +101,6 @@ __all__ = [
 
 log = logging.getLogger(__name__)
 
-ENC = "omnimask."  # encoder prefix inside OmniMaskForPreTraining (empty for OmniMaskModel)
-DEC = "decoders.video."
 POS_TOLERANCE = 1e-4
 #: transformers' VideoMAE decoder ends with ``nn.LayerNorm(decoder_hidden_size)``: PyTorch's eps.
 TORCH_LAYERNORM_EPS = 1e-5
@@ -108,125 +113,7 @@ DECODER_HEADS = {192: 3, 384: 6, 512: 8, 640: 8}
 
 
 # ---------------------------------------------------------------------------------------------
-# transformers layout
-
-# Sub-module of one transformers VideoMAE layer -> (omnimask name, q/k/v slot).
-_HF_LAYER_PARTS: dict[str, tuple[str, int | None]] = {
-    "layernorm_before.weight": ("norm1.weight", None),
-    "layernorm_before.bias": ("norm1.bias", None),
-    "layernorm_after.weight": ("norm2.weight", None),
-    "layernorm_after.bias": ("norm2.bias", None),
-    "attention.attention.query.weight": ("attn.qkv.weight", 0),
-    "attention.attention.key.weight": ("attn.qkv.weight", 1),
-    "attention.attention.value.weight": ("attn.qkv.weight", 2),
-    "attention.attention.q_bias": ("attn.qkv.bias", 0),  # hub layout
-    "attention.attention.v_bias": ("attn.qkv.bias", 2),
-    "attention.attention.query.bias": ("attn.qkv.bias", 0),  # in-memory layout
-    "attention.attention.value.bias": ("attn.qkv.bias", 2),
-    "attention.output.dense.weight": ("attn.proj.weight", None),
-    "attention.output.dense.bias": ("attn.proj.bias", None),
-    "intermediate.dense.weight": ("mlp.fc1.weight", None),
-    "intermediate.dense.bias": ("mlp.fc1.bias", None),
-    "output.dense.weight": ("mlp.fc2.weight", None),
-    "output.dense.bias": ("mlp.fc2.bias", None),
-}
-_HF_ENC_LAYER = re.compile(r"^encoder\.layer\.(\d+)\.(.+)$")
-_HF_DEC_LAYER = re.compile(r"^decoder\.decoder_layers\.(\d+)\.(.+)$")
-_HF_TOP: dict[str, tuple[str, str]] = {
-    "embeddings.patch_embeddings.projection.weight": ("enc", "tokenizers.video.proj.weight"),
-    "embeddings.patch_embeddings.projection.bias": ("enc", "tokenizers.video.proj.bias"),
-    "layernorm.weight": ("enc", "encoder.norm.weight"),
-    "layernorm.bias": ("enc", "encoder.norm.bias"),
-    "encoder_to_decoder.weight": ("dec", "embed.weight"),
-    "mask_token": ("dec", "mask_token"),
-    "decoder.norm.weight": ("dec", "norm.weight"),
-    "decoder.norm.bias": ("dec", "norm.bias"),
-    "decoder.head.weight": ("dec", "pred.weight"),
-    "decoder.head.bias": ("dec", "pred.bias"),
-}
-_HF_DECODER_KEYS = ("encoder_to_decoder.", "mask_token", "decoder.")
-
-
-def _hf_rename(key: str) -> Target | None:
-    if key.startswith("videomae."):
-        key = key[len("videomae.") :]
-    if key in _HF_TOP:
-        return (*_HF_TOP[key], None)
-    for section, pattern, base in (("enc", _HF_ENC_LAYER, "encoder.blocks"), ("dec", _HF_DEC_LAYER, "blocks")):
-        m = pattern.match(key)
-        if m and m.group(2) in _HF_LAYER_PARTS:
-            name, slot = _HF_LAYER_PARTS[m.group(2)]
-            return section, f"{base}.{m.group(1)}.{name}", slot
-    return None
-
-
-# ---------------------------------------------------------------------------------------------
-# official MCG-NJU layout
-
-_OFFICIAL_BLOCK_PARTS: dict[str, tuple[str, int | None]] = {
-    **{
-        f"{m}.{p}": (f"{m}.{p}", None)
-        for m in ("norm1", "norm2", "attn.proj", "mlp.fc1", "mlp.fc2")
-        for p in ("weight", "bias")
-    },
-    "attn.qkv.weight": ("attn.qkv.weight", None),  # already fused, rows [q; k; v]
-    "attn.q_bias": ("attn.qkv.bias", 0),
-    "attn.v_bias": ("attn.qkv.bias", 2),
-}
-_OFFICIAL_DEC_BLOCK = re.compile(r"^decoder\.blocks\.(\d+)\.(.+)$")
-_OFFICIAL_DEC_TOP: dict[str, str] = {
-    "encoder_to_decoder.weight": "embed.weight",
-    "mask_token": "mask_token",
-    "decoder.norm.weight": "norm.weight",
-    "decoder.norm.bias": "norm.bias",
-    "decoder.head.weight": "pred.weight",
-    "decoder.head.bias": "pred.bias",
-}
-
-
-def _official_renamer(enc_prefix: str) -> Renamer:
-    """Renamer for official keys whose encoder part starts with ``enc_prefix`` (``"encoder."`` or ``""``)."""
-    enc_block = re.compile(rf"^{re.escape(enc_prefix)}blocks\.(\d+)\.(.+)$")
-    enc_top = {
-        f"{enc_prefix}patch_embed.proj.weight": "tokenizers.video.proj.weight",
-        f"{enc_prefix}patch_embed.proj.bias": "tokenizers.video.proj.bias",
-        f"{enc_prefix}norm.weight": "encoder.norm.weight",
-        f"{enc_prefix}norm.bias": "encoder.norm.bias",
-        f"{enc_prefix}pos_embed": "@pos",
-    }
-
-    def rename(key: str) -> Target | None:
-        if key in enc_top:
-            return "enc", enc_top[key], None
-        if key in _OFFICIAL_DEC_TOP:
-            return "dec", _OFFICIAL_DEC_TOP[key], None
-        for section, pattern, base in (("dec", _OFFICIAL_DEC_BLOCK, "blocks"), ("enc", enc_block, "encoder.blocks")):
-            m = pattern.match(key)
-            if m and m.group(2) in _OFFICIAL_BLOCK_PARTS:
-                name, slot = _OFFICIAL_BLOCK_PARTS[m.group(2)]
-                return section, f"{base}.{m.group(1)}.{name}", slot
-        return None
-
-    return rename
-
-
-# ---------------------------------------------------------------------------------------------
-# shared by both formats: target prefixes, hints, config
-
-
-def _prefix(has_decoder: bool) -> dict[str, str]:
-    return {"enc": ENC if has_decoder else "", "dec": DEC}
-
-
-def _unknown_hint(keys: list[str]) -> str:
-    if any(re.search(r"(^|\.)(fc_norm|classifier|head)\.", k) and not k.startswith("decoder.") for k in keys):
-        return (
-            " (a classification head: only pretraining checkpoints and bare encoders convert; "
-            "drop the head, and note that a mean-pooling encoder has no final LayerNorm, which omnimask needs)"
-        )
-    if any(re.search(r"\.gamma_[12]$", k) for k in keys):
-        return " (LayerScale gamma_1/gamma_2: omnimask blocks have no LayerScale)"
-    return ""
+# shared by both formats: loss, config
 
 
 def _objective(norm_pix: bool, channels: int, where: str) -> dict:
@@ -360,7 +247,7 @@ def videomae_config_to_omnimask(hf: dict, preprocessor: dict | None = None) -> O
 
 
 def _hf_has_decoder(state: dict[str, Tensor]) -> bool:
-    return any(k.startswith(_HF_DECODER_KEYS) for k in state)
+    return any(k.startswith(DECODER_KEYS) for k in state)
 
 
 def videomae_state_to_omnimask(state: dict[str, Tensor], hf_config: dict) -> dict[str, Tensor]:
@@ -373,7 +260,7 @@ def videomae_state_to_omnimask(state: dict[str, Tensor], hf_config: dict) -> dic
     """
     _check_hf_config(hf_config)
     has_decoder = _hf_has_decoder(state)
-    out = map_state(state, _hf_rename, _prefix(has_decoder), qv_bias_only=True, unknown_hint=_unknown_hint)
+    out = map_state(state, hf_rename, target_prefixes(has_decoder), qv_bias_only=True, unknown_hint=unknown_hint)
     norm = (ENC if has_decoder else "") + "encoder.norm.weight"
     if norm not in out:
         raise ConversionError(
@@ -519,7 +406,7 @@ def official_videomae_state_to_omnimask(
         qkv_bias=qkv_bias,
         norm_eps=OFFICIAL_EPS,
     )
-    has_decoder = any(k.startswith(_HF_DECODER_KEYS) for k in state)
+    has_decoder = any(k.startswith(DECODER_KEYS) for k in state)
     if has_decoder:
         e2d = state.get("encoder_to_decoder.weight")
         if e2d is None:
@@ -560,7 +447,7 @@ def official_videomae_state_to_omnimask(
         where=where,
     )
     out = map_state(
-        state, _official_renamer(enc_prefix), _prefix(has_decoder), qv_bias_only=True, unknown_hint=_unknown_hint
+        state, official_renamer(enc_prefix), target_prefixes(has_decoder), qv_bias_only=True, unknown_hint=unknown_hint
     )
     table = out.pop("enc@pos", None)
     if table is not None:

@@ -180,14 +180,8 @@ def farthest_point_sample(
     Coordinates are stored as (B, D, N) so each step reads contiguous rows.
     """
     _check_points(xyz, "xyz")
-    B, N, D = xyz.shape
-    _check_int(num, "num", 1, N)
-    if min_norm_sq is not None and (
-        isinstance(min_norm_sq, bool) or not isinstance(min_norm_sq, (int, float)) or not math.isfinite(min_norm_sq)
-    ):
-        raise ValueError(f"min_norm_sq: expected a finite number or None, got {min_norm_sq!r}")
-    if ties not in ("lowest", "pointnet2"):
-        raise ValueError(f"ties: expected 'lowest' or 'pointnet2', got {ties!r}")
+    B, N, _ = xyz.shape
+    _check_fps_args(num, N, min_norm_sq, ties)
     device = xyz.device
     far = _start_indices(start, B, N, device, generator)
     out = torch.empty(B, num, dtype=torch.long, device=device)
@@ -196,26 +190,61 @@ def farthest_point_sample(
     pts = xyz.detach().to(_work_dtype(xyz.dtype))
     perm = None
     if ties == "pointnet2":
-        perm = _pointnet2_priority(N).to(device)  # new position -> original index
-        pts = pts[:, perm]
-        far = torch.argsort(perm).gather(0, far.view(-1)).view(B, 1)  # start in the new order
+        pts, far, perm = _to_pointnet2_order(pts, far)
     coords = pts.transpose(1, 2).contiguous().unbind(1)  # D x (B, N)
-    init = 1e10 if ties == "pointnet2" else math.inf
-    dist = torch.full((B, N), init, dtype=coords[0].dtype, device=device)
+    dist = _initial_distances(coords, 1e10 if ties == "pointnet2" else math.inf, min_norm_sq)
+    _fps_blocks(coords, dist, far, out, _check_chunk(chunk_elements, device))
+    return out if perm is None else perm[out]
+
+
+def _check_fps_args(num: int, N: int, min_norm_sq: float | None, ties: str) -> None:
+    """Validate :func:`farthest_point_sample`'s ``num``, ``min_norm_sq`` and ``ties`` (in that order)."""
+    _check_int(num, "num", 1, N)
+    if min_norm_sq is not None and (
+        isinstance(min_norm_sq, bool) or not isinstance(min_norm_sq, (int, float)) or not math.isfinite(min_norm_sq)
+    ):
+        raise ValueError(f"min_norm_sq: expected a finite number or None, got {min_norm_sq!r}")
+    if ties not in ("lowest", "pointnet2"):
+        raise ValueError(f"ties: expected 'lowest' or 'pointnet2', got {ties!r}")
+
+
+def _to_pointnet2_order(pts: Tensor, far: Tensor) -> tuple[Tensor, Tensor, Tensor]:
+    """Reorder the points of ``pts`` (B, N, D) by the pointnet2 kernel's tie priority.
+
+    Returns ``(pts, far, perm)``: the reordered points, the (B, 1) start indices in the new order,
+    and ``perm`` (new position -> original index), which maps the chosen indices back.
+    """
+    B, N = pts.shape[:2]
+    perm = _pointnet2_priority(N).to(pts.device)
+    far = torch.argsort(perm).gather(0, far.view(-1)).view(B, 1)
+    return pts[:, perm], far, perm
+
+
+def _initial_distances(coords: tuple[Tensor, ...], init: float, min_norm_sq: float | None) -> Tensor:
+    """The (B, N) running distances before the first step: ``init``, and -1 for excluded points.
+
+    A point is excluded when its squared norm (summed over ``coords``, D x (B, N), in order,
+    compared in float64) is ``<= min_norm_sq``, unless every point of its cloud is. Kept points
+    always have a running distance >= 0, so -1 is never the argmax, and ``minimum`` keeps it at -1.
+    """
+    dist = torch.full(coords[0].shape, init, dtype=coords[0].dtype, device=coords[0].device)
     if min_norm_sq is not None:
         mag = coords[0] * coords[0]
         for c in coords[1:]:
             mag = mag + c * c
         excluded = mag.double() <= float(min_norm_sq)
         excluded &= ~excluded.all(1, keepdim=True)  # a fully excluded cloud ignores the filter
-        # Kept points always have a running distance >= 0, so -1 is never the argmax; and
-        # minimum() keeps it at -1 for ever.
         dist.masked_fill_(excluded, -1.0)
-    bs = max(1, _check_chunk(chunk_elements, device) // N)  # clouds per block
+    return dist
+
+
+def _fps_blocks(coords: tuple[Tensor, ...], dist: Tensor, far: Tensor, out: Tensor, chunk: int) -> None:
+    """Run :func:`_fps_block` on blocks of ``max(1, chunk // N)`` clouds, filling ``out`` (B, num)."""
+    B, N = dist.shape
+    bs = max(1, chunk // N)  # clouds per block
     for b0 in range(0, B, bs):
         b1 = min(B, b0 + bs)
-        _fps_block([c[b0:b1] for c in coords], dist[b0:b1], far[b0:b1], out[b0:b1], num)
-    return out if perm is None else perm[out]
+        _fps_block([c[b0:b1] for c in coords], dist[b0:b1], far[b0:b1], out[b0:b1], out.shape[1])
 
 
 def _fps_block(coords: list[Tensor], dist: Tensor, far: Tensor, out: Tensor, num: int) -> None:
