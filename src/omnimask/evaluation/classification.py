@@ -4,24 +4,28 @@ Both encoders (the pretrained one and the same architecture from random initiali
 through exactly the same protocol, seeds and label subsets, so the difference is the pretraining:
 
 * few-label linear probe: frozen features, logistic regression on ``labels_per_class`` labels;
-* few-label fine-tuning: the whole encoder + a head trained on the same labelled subsets;
+* few-label fine-tuning: the whole encoder + a head trained on the same labelled subsets (a
+  :class:`~omnimask.training.Trainer` run: layer-wise lr decay, warm-up + cosine schedule);
 * linear probe with every training label.
 """
 
 from __future__ import annotations
 
 import copy
-import math
-from collections.abc import Callable
+import logging
+import tempfile
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 import torch.nn.functional as F
 from torch import Tensor, nn
-from tqdm.auto import tqdm
+from torch.utils.data import Dataset
 
 from ..models.encoder_model import OmniMaskModel
+from ..training import OptimConfig, TrainConfig, Trainer
 from ..training.optim import layer_decay_groups
 
 __all__ = [
@@ -32,6 +36,8 @@ __all__ = [
     "linear_probe_accuracy",
     "compare_encoders",
 ]
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -86,7 +92,7 @@ def encode_dataset(dataset: Any, modality: str, limit: int | None = None) -> tup
     return torch.stack([it[modality] for it in items]), torch.tensor([int(it["label"]) for it in items])
 
 
-def _shift(x: Tensor, frac: float, g: torch.Generator) -> Tensor:
+def _shift(x: Tensor, frac: float, g: torch.Generator | None = None) -> Tensor:
     """Random per-sample translation by up to ``frac`` of the size (a light, label-safe augmentation)."""
     if frac <= 0 or x.ndim != 4:  # translation applies to (B, C, H, W) images only
         return x
@@ -98,12 +104,79 @@ def _shift(x: Tensor, frac: float, g: torch.Generator) -> Tensor:
     return F.grid_sample(x, grid, padding_mode="border", align_corners=False)
 
 
-def _param_groups(model: Classifier, lr: float, wd: float, layer_decay: float) -> list[dict]:
-    """Layer-wise lr decay (MAE fine-tuning), each group's lr already scaled."""
-    groups = layer_decay_groups(model, wd, layer_decay)
-    for g in groups:
-        g["lr"] = lr * g["lr_scale"]
-    return groups
+class _Labelled(Dataset):
+    """``(x, y)`` tensors as Trainer items ``{modality: x[i] (randomly shifted), "label": y[i]}``.
+
+    The shift draws from torch's global RNG, which the Trainer seeds per (seed, epoch, index).
+    """
+
+    def __init__(self, x: Tensor, y: Tensor, modality: str, shift: float) -> None:
+        self.x, self.y, self.modality, self.shift = x, y, modality, shift
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> dict[str, Any]:
+        return {self.modality: _shift(self.x[i : i + 1], self.shift)[0], "label": int(self.y[i])}
+
+
+@dataclass
+class _Output:
+    loss: Tensor
+    losses: dict[str, Tensor]
+
+
+class _TrainedClassifier(Classifier):
+    """:class:`Classifier` in the Trainer's convention: ``model({modality: x}, labels=y).loss``."""
+
+    label_key = "label"  # the Trainer passes ``labels=batch["label"]``
+
+    def __init__(self, encoder: OmniMaskModel, num_classes: int, modality: str, label_smoothing: float) -> None:
+        super().__init__(encoder, num_classes, modality)
+        self.modalities, self.label_smoothing = [modality], label_smoothing
+
+    def logits(self, x: Tensor) -> Tensor:
+        return super().forward(x)
+
+    def forward(self, inputs: dict[str, Tensor], labels: Tensor) -> _Output:  # type: ignore[override]
+        logits = self.logits(inputs[self.modality])
+        loss = F.cross_entropy(logits.float(), labels.long(), label_smoothing=self.label_smoothing)
+        return _Output(loss, {self.modality: loss})
+
+
+def _trainer_configs(
+    cfg: EvalConfig, n: int, seed: int, output_dir: str, device: torch.device, progress: bool
+) -> tuple[TrainConfig, OptimConfig]:
+    """The protocol's loop and optimiser settings: AdamW (0.9, 0.999) at the absolute ``cfg.lr``,
+    linear warm-up then cosine to 0, ``cfg.batch_size`` (at most the subset) per step, no logging."""
+    train = TrainConfig(
+        epochs=cfg.epochs,
+        batch_size=min(cfg.batch_size, n),
+        seed=seed,
+        num_workers=0,
+        output_dir=output_dir,
+        log_every=0,
+        checkpoint_every=0,  # the Trainer still writes a final one: output_dir is a temporary folder
+        keep_checkpoints=1,
+        device=str(device),
+        progress=progress,
+    )
+    optim = OptimConfig(
+        lr=cfg.lr, min_lr=0.0, weight_decay=cfg.weight_decay, betas=(0.9, 0.999), warmup_epochs=cfg.warmup_epochs
+    )
+    return train, optim
+
+
+@contextmanager
+def _quiet_training_log() -> Iterator[None]:
+    """Keep the Trainer's INFO lines (optimizer, a checkpoint saved in a temporary folder) out of the report."""
+    logger = logging.getLogger("omnimask.training")
+    level = logger.level
+    logger.setLevel(max(level, logging.WARNING))
+    try:
+        yield
+    finally:
+        logger.setLevel(level)
 
 
 def finetune_accuracy(
@@ -116,39 +189,37 @@ def finetune_accuracy(
     progress: bool = False,
     desc: str = "fine-tune",
 ) -> float:
-    """Fine-tune a copy of ``encoder`` on ``train`` and return top-1 accuracy on ``val`` (in %)."""
+    """Fine-tune a copy of ``encoder`` on ``train`` and return top-1 accuracy on ``val`` (in %).
+
+    A :class:`~omnimask.training.Trainer` run (layer-wise lr decay, warm-up + cosine schedule,
+    cross-entropy with label smoothing 0.1, random shifts of images) on the encoder's device, in
+    this process alone; its checkpoint goes to a temporary folder, removed afterwards. The result
+    is a function of ``seed``: the head's initialisation, the data order and the augmentation.
+    """
     torch.manual_seed(seed)
-    g = torch.Generator().manual_seed(seed)
     x, y = train
     num_classes = int(max(int(y.max()), int(val[1].max())) + 1)
-    model = Classifier(copy.deepcopy(encoder).train(), num_classes, modality)
-    opt = torch.optim.AdamW(_param_groups(model, cfg.lr, cfg.weight_decay, cfg.layer_decay), betas=(0.9, 0.999))
-    steps_per_epoch = math.ceil(len(x) / cfg.batch_size)
-    total, warm = cfg.epochs * steps_per_epoch, cfg.warmup_epochs * steps_per_epoch
-    step = 0
-    for _ in tqdm(range(cfg.epochs), desc=desc, disable=not progress, leave=False):
-        perm = torch.randperm(len(x), generator=g)
-        for i in range(0, len(x), cfg.batch_size):
-            idx = perm[i : i + cfg.batch_size]
-            lr_factor = (
-                step / max(1, warm)
-                if step < warm
-                else 0.5 * (1 + math.cos(math.pi * (step - warm) / max(1, total - warm)))
-            )
-            for group in opt.param_groups:
-                group["lr"] = cfg.lr * group["lr_scale"] * lr_factor
-            loss = F.cross_entropy(model(_shift(x[idx], cfg.augment_shift, g)), y[idx], label_smoothing=0.1)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            step += 1
-    return _accuracy(model.eval(), val)
+    device = next(encoder.parameters()).device
+    model = _TrainedClassifier(copy.deepcopy(encoder).train(), num_classes, modality, label_smoothing=0.1)
+    groups = layer_decay_groups(model, cfg.weight_decay, cfg.layer_decay)
+    if progress:
+        log.info("%s: %d labelled samples, %d epochs", desc, len(x), cfg.epochs)
+    with _quiet_training_log(), tempfile.TemporaryDirectory(prefix="omnimask-finetune-") as tmp:
+        train_cfg, optim_cfg = _trainer_configs(cfg, len(x), seed, tmp, device, progress)
+        data = _Labelled(x, y, modality, cfg.augment_shift)
+        Trainer(model, data, train_cfg, optim_cfg, param_groups=groups, distributed=False).fit()
+    return _accuracy(model.eval().logits, val, device)
 
 
 @torch.no_grad()
-def _accuracy(model: Callable[[Tensor], Tensor], val: tuple[Tensor, Tensor], batch: int = 256) -> float:
+def _accuracy(
+    model: Callable[[Tensor], Tensor], val: tuple[Tensor, Tensor], device: torch.device, batch: int = 256
+) -> float:
     x, y = val
-    correct = sum(int((model(x[i : i + batch]).argmax(-1) == y[i : i + batch]).sum()) for i in range(0, len(x), batch))
+    correct = sum(
+        int((model(x[i : i + batch].to(device)).argmax(-1).cpu() == y[i : i + batch]).sum())
+        for i in range(0, len(x), batch)
+    )
     return 100.0 * correct / len(x)
 
 

@@ -29,7 +29,7 @@ from tqdm.auto import tqdm
 from ..data.collate import collate_repeated
 from ..run_config import to_dict
 from .checkpoint import capture_rng_state, load_checkpoint, save_checkpoint
-from .distributed import all_gather_object, all_reduce_mean, barrier, init_distributed, is_main
+from .distributed import all_gather_object, all_reduce_mean, barrier, init_distributed
 from .optim import OptimConfig, build_optimizer, resolve_lr
 from .sampler import ResumableSampler, SeededDataset, mix_seed
 from .schedule import apply_lr, lr_at
@@ -137,6 +137,9 @@ class Trainer:
         modalities: input keys fed to the model (default ``model.modalities``).
         param_groups: optimizer parameter groups (default: decay / no-decay split of the model's
             parameters); a group's ``lr_scale`` scales the scheduled lr (layer-wise decay).
+        distributed: join the torchrun process group (DDP). ``False`` trains in this process
+            alone even inside a launch: work one rank does by itself (the runner's evaluation on
+            rank 0) must not wait on collectives nobody else will answer.
     """
 
     def __init__(
@@ -149,11 +152,12 @@ class Trainer:
         hooks: Sequence[Hook] = (),
         modalities: Sequence[str] | None = None,
         param_groups: list[dict] | None = None,
+        distributed: bool = True,
     ) -> None:
         self.train_cfg, self.optim_cfg, self.hooks = train, optim, list(hooks)
         if train.batch_size < 1 or train.accum_steps < 1:
             raise ValueError("batch_size and accum_steps must be >= 1")
-        self.rank, self.world_size, self.local_rank = init_distributed()
+        self.rank, self.world_size, self.local_rank = init_distributed() if distributed else (0, 1, 0)
         self.device = _pick_device(train.device, self.local_rank)
         self.model = model.to(self.device)
         self.modalities = list(modalities if modalities is not None else getattr(model, "modalities", None) or [])
@@ -215,6 +219,11 @@ class Trainer:
         # Loader masks are made for the grid the model was built for (inputs at their base size).
         return LoaderMasks(dataset, {k: (maskings[k], tuple(tokenizers[k].base_grid)) for k in self.modalities})
 
+    @property
+    def is_main(self) -> bool:
+        """Rank 0 of this trainer's processes (it logs, shows progress and writes checkpoints)."""
+        return self.rank == 0
+
     # ------------------------------------------------------------------ public
     def fit(self, resume: bool | str = False) -> TrainResult:
         """Train to ``total_steps``; ``resume=True`` continues from ``<output_dir>/checkpoints/latest``,
@@ -230,7 +239,7 @@ class Trainer:
             initial=self.step,
             desc="train",
             dynamic_ncols=True,
-            disable=not (cfg.progress and is_main()),
+            disable=not (cfg.progress and self.is_main),
         )
         self._net.train()
         t0 = time.perf_counter()
@@ -256,7 +265,7 @@ class Trainer:
                         {"loss": f"{loss:.4f}", "lr": f"{lr:.2e}", "samples/s": f"{rate:.1f}"}, refresh=False
                     )
                     bar.update(1)
-                    if is_main() and cfg.log_every > 0 and self.step % cfg.log_every == 0:
+                    if self.is_main and cfg.log_every > 0 and self.step % cfg.log_every == 0:
                         logger.info(
                             "step %d/%d epoch %.2f loss %.4f lr %.3e %.1f samples/s",
                             self.step,
@@ -331,7 +340,8 @@ class Trainer:
                 parts[name] = parts.get(name, 0.0) + value.detach().float() / accum
         names = sorted(parts)
         # One collective (and one host sync) for the loss, its per-modality parts and the skip count.
-        stats = all_reduce_mean(torch.stack([total, *(parts[n] for n in names), skipped])).tolist()
+        stats = torch.stack([total, *(parts[n] for n in names), skipped])
+        stats = (all_reduce_mean(stats) if self.world_size > 1 else stats).tolist()
         loss, per_mod = stats[0], dict(zip(names, stats[1:-1]))
         self.skipped += round(stats[-1] * self.world_size)  # summed over ranks: the same on every rank
         if not (math.isfinite(loss) and all(math.isfinite(v) for v in per_mod.values())):
@@ -364,9 +374,10 @@ class Trainer:
         }
 
     def _save(self) -> None:
-        rng = all_gather_object(capture_rng_state())  # every rank's stream, for exact DDP resume
+        rng = capture_rng_state()  # every rank's stream, for exact DDP resume
+        rng = all_gather_object(rng) if self.world_size > 1 else [rng]
         path = self.output_dir / "checkpoints" / f"step_{self.step:08d}"
-        if is_main():
+        if self.is_main:
             path = save_checkpoint(
                 self.output_dir,
                 model=self.model,
@@ -378,7 +389,8 @@ class Trainer:
                 keep=self.train_cfg.keep_checkpoints,
                 rng_states=rng,  # type: ignore[arg-type]
             )
-        barrier()  # no rank runs ahead (or resumes) before the checkpoint is in place
+        if self.world_size > 1:
+            barrier()  # no rank runs ahead (or resumes) before the checkpoint is in place
         self.last_checkpoint = str(path)
 
     def _resume(self, path: Path) -> None:
