@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
-from transformers import VideoMAEConfig, VideoMAEForPreTraining, VideoMAEModel
+from transformers import VideoMAEConfig, VideoMAEForPreTraining, VideoMAEForVideoClassification, VideoMAEModel
 
 from omnimask import OmniMaskForPreTraining, OmniMaskModel
 from omnimask.backbone.pos_embed import sincos_1d_interleaved
@@ -28,6 +28,7 @@ from omnimask.convert import ConversionError, convert, format_options
 from omnimask.convert.cli import parse_option, parse_option_value
 from omnimask.convert.hf_videomae import videomae_state_to_omnimask
 from omnimask.masking.tube import TubeMasking
+from omnimask.runners.finetune import ClassifierModel, FinetuneConfig
 
 BASE = dict(
     hidden_size=32,
@@ -46,6 +47,7 @@ BASE = dict(
     norm_pix_loss=True,
     use_mean_pooling=False,
 )
+MEAN_POOLING = {**BASE, "use_mean_pooling": True}  # VideoMAEConfig's default: no final encoder norm
 OBSERVED: dict[str, tuple[float, float]] = {}  # case -> (max |logits - pred|, |loss diff|)
 
 
@@ -250,38 +252,95 @@ def test_both_bias_spellings_is_an_error(reference, tmp_path: Path) -> None:
         convert("hf-videomae", write_hf_dir(tmp_path / "src", hf.config, state), tmp_path / "om")
 
 
+def assert_close(case: str, ref: torch.Tensor, got: torch.Tensor) -> None:
+    diff = float((ref - got).abs().max())
+    OBSERVED[case] = (diff, 0.0)
+    print(f"\n[{case}] max |diff| = {diff:.3g}")
+    assert ref.shape == got.shape and diff < 1e-5
+
+
+@pytest.mark.parametrize("mean_pooling", [False, True], ids=["final-norm", "mean-pooling-no-norm"])
 @pytest.mark.parametrize("masked", [False, True])
-def test_encoder_only_checkpoint(masked: bool, tmp_path: Path) -> None:
-    cfg = VideoMAEConfig(**BASE)
+def test_encoder_only_checkpoint(masked: bool, mean_pooling: bool, tmp_path: Path) -> None:
+    cfg = VideoMAEConfig(**(MEAN_POOLING if mean_pooling else BASE))
     hf = randomize(VideoMAEModel(cfg))
+    assert (hf.layernorm is None) == mean_pooling
     hf.save_pretrained(tmp_path / "hf")
+    if mean_pooling:  # absent from config.json: VideoMAEConfig's default (true) applies
+        path = tmp_path / "hf" / "config.json"
+        path.write_text(json.dumps({k: v for k, v in json.loads(path.read_text()).items() if k != "use_mean_pooling"}))
     convert("hf-videomae", tmp_path / "hf", tmp_path / "om")
-    assert json.loads((tmp_path / "om" / "config.json").read_text())["architectures"] == ["OmniMaskModel"]
+    out_cfg = json.loads((tmp_path / "om" / "config.json").read_text())
+    assert out_cfg["architectures"] == ["OmniMaskModel"] and out_cfg["encoder"]["final_norm"] is not mean_pooling
     om = OmniMaskModel.from_pretrained(tmp_path / "om").eval()
     clip = torch.randn(2, 4, 3, 32, 32)
     mask = tube_mask(cfg, 2, 0.5) if masked else None
     with torch.no_grad():
         ref = hf(pixel_values=clip, bool_masked_pos=mask).last_hidden_state
         got = om({"video": clip.transpose(1, 2)}, masks={"video": mask} if masked else None).last_hidden_state
-    n = 32 if not masked else 16
-    assert ref.shape == got.shape == (2, n, 32)
-    diff = float((ref - got).abs().max())
-    OBSERVED[f"encoder-only{'-masked' if masked else ''}"] = (diff, 0.0)
-    print(f"\n[encoder-only masked={masked}] max |last_hidden_state diff| = {diff:.3g}")
-    assert diff < 1e-5
+    assert ref.shape == (2, 16 if masked else 32, 32)
+    assert_close(f"encoder-only{'-masked' if masked else ''}{'-mean-pooling' if mean_pooling else ''}", ref, got)
 
 
-def test_mean_pooling_encoder_is_refused(tmp_path: Path) -> None:
-    cfg = VideoMAEConfig(**{**BASE, "use_mean_pooling": True})
-    hf = randomize(VideoMAEModel(cfg))
-    assert hf.layernorm is None
+@pytest.mark.parametrize("attn", ["sdpa", "eager"])
+def test_mean_pooling_pretraining_parity(attn: str, tmp_path: Path) -> None:
+    """``VideoMAEForPreTraining`` under the default config: the decoder reads the un-normed encoder output."""
+    hf = randomize(VideoMAEForPreTraining._from_config(VideoMAEConfig(**MEAN_POOLING), attn_implementation=attn))
+    assert hf.videomae.layernorm is None
     hf.save_pretrained(tmp_path / "hf")
-    with pytest.raises(ConversionError, match=r"use_mean_pooling.*LayerNorm"):
+    convert("hf-videomae", tmp_path / "hf", tmp_path / "om")
+    assert json.loads((tmp_path / "om" / "config.json").read_text())["encoder"]["final_norm"] is False
+    check_parity(hf, tmp_path / "om", f"mean-pooling-pretraining-{attn}")
+    enc = OmniMaskModel.from_pretrained(tmp_path / "om").eval()  # the encoder of the same checkpoint
+    clip, mask = torch.randn(2, 4, 3, 32, 32), tube_mask(hf.config, 2, 0.75)
+    with torch.no_grad():
+        ref = hf.videomae(clip, bool_masked_pos=mask).last_hidden_state
+        got = enc({"video": clip.transpose(1, 2)}, masks={"video": mask}).last_hidden_state
+    assert_close(f"mean-pooling-pretraining-{attn}-encoder", ref, got)
+
+
+def to_official_finetuned(state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """A classifier in MCG-NJU's fine-tuned names: no ``encoder.`` prefix, ``classifier`` -> ``head``."""
+    return {re.sub(r"^classifier\.", "head.", k.removeprefix("encoder.")): v for k, v in to_official(state).items()}
+
+
+@pytest.mark.parametrize("layout", ["hf", "official"])
+def test_classifier_checkpoint(layout: str, tmp_path: Path) -> None:
+    """Mean pooling, fc_norm, linear head -> encoder without final norm + classifier_head.pt, loaded
+    as the fine-tuning runner builds its classifier. Official files: fc_norm eps 1e-6, keys ``head.*``."""
+    eps = 1e-5 if layout == "hf" else 1e-6
+    hf = randomize(VideoMAEForVideoClassification(VideoMAEConfig(**MEAN_POOLING, num_labels=5, layer_norm_eps=eps)))
+    hf.fc_norm.eps = eps  # transformers: PyTorch's 1e-5; MCG-NJU: 1e-6
+    if layout == "hf":
+        hf.save_pretrained(tmp_path / "src")
+        convert("hf-videomae", tmp_path / "src", tmp_path / "om")
+    else:
+        sd = to_official_finetuned(hf.state_dict())
+        assert {"fc_norm.weight", "head.weight", "blocks.1.attn.q_bias"} <= set(sd) and "norm.weight" not in sd
+        torch.save({"model": sd, "epoch": 29}, tmp_path / "checkpoint-best.pth")
+        convert("videomae", tmp_path / "checkpoint-best.pth", tmp_path / "om", num_frames=4, image_size=32, num_heads=4)
+    saved = torch.load(tmp_path / "om" / "classifier_head.pt", weights_only=True)
+    assert (saved["modality"], saved["pool"], saved["num_classes"], saved["fc_norm_eps"]) == ("video", "mean", 5, eps)
+    model = ClassifierModel(OmniMaskModel.from_pretrained(tmp_path / "om"), "video", 5, FinetuneConfig(pool="mean"))
+    model.fc_norm.load_state_dict(saved["fc_norm"])
+    model.fc_norm.eps = saved["fc_norm_eps"]
+    model.head.load_state_dict(saved["head"])
+    assert json.loads((tmp_path / "om" / "config.json").read_text())["encoder"]["final_norm"] is False
+    clip = torch.randn(3, 4, 3, 32, 32)
+    with torch.no_grad():
+        ref, got = hf(pixel_values=clip).logits, model.eval().logits({"video": clip.transpose(1, 2)})
+    assert_close(f"{layout}-classifier", ref, got)
+
+
+def test_first_token_classifiers_are_refused(tmp_path: Path) -> None:
+    """Without mean pooling VideoMAE classifies the first patch token (it has no [CLS]); omnimask cannot."""
+    hf = randomize(VideoMAEForVideoClassification(VideoMAEConfig(**BASE, num_labels=5)))
+    hf.save_pretrained(tmp_path / "hf")
+    with pytest.raises(ConversionError, match=r"classifier\.weight.*first patch token"):
         convert("hf-videomae", tmp_path / "hf", tmp_path / "om")
-    # the same weights under a config that claims the norm exists: the missing tensor is named
-    write_hf_dir(tmp_path / "lying", VideoMAEConfig(**BASE), hf.state_dict())
-    with pytest.raises(ConversionError, match=r"videomae\.layernorm"):
-        convert("hf-videomae", tmp_path / "lying", tmp_path / "om2")
+    torch.save({"model": to_official_finetuned(hf.state_dict())}, tmp_path / "cls.pth")
+    with pytest.raises(ConversionError, match=r"head\.weight.*first patch token"):
+        convert("videomae", tmp_path / "cls.pth", tmp_path / "om2", num_frames=4, image_size=32, num_heads=4)
 
 
 # --------------------------------------------------------------------------------- official layout
@@ -433,6 +492,12 @@ def test_missing_extra_and_unsupported(reference, tmp_path: Path) -> None:
     no_norm = {k: v for k, v in state.items() if k != "decoder.norm.weight"}
     with pytest.raises(ConversionError, match=r"lacks tensors.*decoders\.video\.norm\.weight"):
         convert("hf-videomae", write_hf_dir(tmp_path / "no_norm", cfg, no_norm), tmp_path / "om")
+    # the final encoder norm must agree with use_mean_pooling, both ways
+    no_final = {k: v for k, v in state.items() if not k.startswith("videomae.layernorm.")}
+    with pytest.raises(ConversionError, match=r"no final encoder LayerNorm \(videomae\.layernorm.*pooling: false"):
+        convert("hf-videomae", write_hf_dir(tmp_path / "no_final", cfg, no_final), tmp_path / "om")
+    with pytest.raises(ConversionError, match=r"has a final encoder LayerNorm.*use_mean_pooling: true"):
+        convert("hf-videomae", write_hf_dir(tmp_path / "pool", VideoMAEConfig(**MEAN_POOLING), state), tmp_path / "om")
     extra = {**state, "videomae.pooler.dense.weight": torch.zeros(32, 32)}
     with pytest.raises(ConversionError, match=r"videomae\.pooler\.dense\.weight"):
         convert("hf-videomae", write_hf_dir(tmp_path / "extra", cfg, extra), tmp_path / "om")

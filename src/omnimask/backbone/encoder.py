@@ -33,6 +33,10 @@ class EncoderConfig:
     #: instead of once at the input. Fixed position tables (image, video) are part of their tokens
     #: and are added once either way.
     pos_every_block: bool = False
+    #: End with a LayerNorm (ViT, MAE pretraining). ``false``: the blocks' output as is, for models
+    #: whose norm comes after pooling (MAE/VideoMAE fine-tuning's ``fc_norm``, transformers'
+    #: VideoMAE with ``use_mean_pooling``); the encoder then has no ``norm`` weights.
+    final_norm: bool = True
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "encoder") -> EncoderConfig:
@@ -40,6 +44,8 @@ class EncoderConfig:
         cfg = cls(**d)
         if cfg.modality_embed not in ("auto", True, False):
             raise ValueError(f"{where}.modality_embed must be 'auto', true or false, got {cfg.modality_embed!r}")
+        if not isinstance(cfg.final_norm, bool):
+            raise ValueError(f"{where}.final_norm must be true or false, got {cfg.final_norm!r}")
         if cfg.dim % cfg.num_heads:
             raise ValueError(f"{where}: dim {cfg.dim} is not divisible by num_heads {cfg.num_heads}")
         return cfg
@@ -49,7 +55,8 @@ class EncoderConfig:
 
 
 class TransformerEncoder(nn.Module):
-    """A stack of pre-norm blocks with stochastic depth rising linearly to ``drop_path``, then a norm."""
+    """A stack of pre-norm blocks with stochastic depth rising linearly to ``drop_path``, then a norm
+    (an identity with ``final_norm: false``)."""
 
     def __init__(self, cfg: EncoderConfig) -> None:
         super().__init__()
@@ -58,7 +65,7 @@ class TransformerEncoder(nn.Module):
             Block(cfg.dim, cfg.num_heads, cfg.mlp_ratio, cfg.qkv_bias, cfg.norm_eps, rate, cfg.attn_drop, cfg.proj_drop)
             for rate in rates[: cfg.depth]
         )
-        self.norm = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps)
+        self.norm = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps) if cfg.final_norm else nn.Identity()
 
     def forward(
         self, x: Tensor, valid: Tensor | None = None, return_layers: bool = False, pos: Tensor | None = None
@@ -69,7 +76,7 @@ class TransformerEncoder(nn.Module):
             return_layers: also return the (un-normed) output of every block.
             pos: optional (B, N, D) positions added to the input of every block (``x = block(x + pos)``).
         Returns:
-            (B, N, D) normed output (and the per-block outputs).
+            (B, N, D) normed output, un-normed with ``final_norm: false`` (and the per-block outputs).
         """
         attn_mask = key_padding_to_attn_mask(valid)
         layers = []

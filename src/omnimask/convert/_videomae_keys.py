@@ -3,7 +3,8 @@
 Renamers (``key -> (section, name, q/k/v slot)`` or ``None``, see
 :func:`omnimask.convert._common.map_state`) for the two VideoMAE layouts, the transformers one
 (:func:`hf_rename`) and the official MCG-NJU one (:func:`official_renamer`), plus what both share:
-the target prefix of each section and the hint added to an unknown-key error. The key mapping
+the target prefix of each section, the hint added to an unknown-key error and taking a fine-tuned
+classifier's head out (:func:`split_classifier`). The key mapping
 itself is documented in :mod:`omnimask.convert.hf_videomae`.
 """
 
@@ -11,7 +12,11 @@ from __future__ import annotations
 
 import re
 
+from torch import Tensor
+
+from . import ConversionError
 from ._common import Renamer, Target
+from .mae import ClassifierHead
 
 __all__ = [
     "DEC",
@@ -19,6 +24,7 @@ __all__ = [
     "ENC",
     "hf_rename",
     "official_renamer",
+    "split_classifier",
     "target_prefixes",
     "unknown_hint",
 ]
@@ -145,9 +151,46 @@ def unknown_hint(keys: list[str]) -> str:
     """What an unknown-key error adds when ``keys`` look like a classifier or LayerScale."""
     if any(re.search(r"(^|\.)(fc_norm|classifier|head)\.", k) and not k.startswith("decoder.") for k in keys):
         return (
-            " (a classification head: only pretraining checkpoints and bare encoders convert; "
-            "drop the head, and note that a mean-pooling encoder has no final LayerNorm, which omnimask needs)"
+            " (a classification head: convert the checkpoint with convert_hf_videomae / convert_videomae, which "
+            "take the head out with split_classifier and write classifier_head.pt)"
         )
     if any(re.search(r"\.gamma_[12]$", k) for k in keys):
         return " (LayerScale gamma_1/gamma_2: omnimask blocks have no LayerScale)"
     return ""
+
+
+# ---------------------------------------------------------------------------------------------
+# fine-tuned classifiers (both layouts): the head in front of the encoder
+
+_HEAD = re.compile(r"^(fc_norm|classifier|head)\.(weight|bias)$")
+
+
+def split_classifier(state: dict[str, Tensor], fc_norm_eps: float, where: str) -> tuple[dict, ClassifierHead | None]:
+    """``(encoder tensors, head)``: a mean-pooling classifier's ``fc_norm`` and linear head
+    (``classifier`` in transformers, ``head`` in the official code) taken out; ``None`` without one.
+
+    Raises:
+        ConversionError: a head that reads the first patch token (no ``fc_norm``), an incomplete head,
+            or a head next to a decoder.
+    """
+    keys = sorted(k for k in state if _HEAD.match(k))
+    if not keys:
+        return state, None
+    if any(k.startswith(DECODER_KEYS) for k in state):
+        raise ConversionError(
+            f"{where}: tensors {keys} are a classification head, but the checkpoint has a decoder too"
+        )
+    if "fc_norm.weight" not in state:
+        raise ConversionError(
+            f"{where}: tensors {keys} are a classification head on the first patch token (no fc_norm: "
+            "use_mean_pooling false); omnimask's classifier pools the mean of the tokens or a [CLS] token, "
+            "which VideoMAE lacks"
+        )
+    linear = "classifier" if "classifier.weight" in state else "head"
+    lacking = [k for k in ("fc_norm.bias", f"{linear}.weight", f"{linear}.bias") if k not in state]
+    if lacking:
+        raise ConversionError(f"{where}: the classification head {keys} lacks {lacking}")
+    norm = {p: state[f"fc_norm.{p}"] for p in ("weight", "bias")}
+    head = {p: state[f"{linear}.{p}"] for p in ("weight", "bias")}
+    rest = {k: v for k, v in state.items() if k not in keys}
+    return rest, ClassifierHead(norm, head, "video", "mean", fc_norm_eps)

@@ -17,14 +17,20 @@ value}.bias``. Everything else has one spelling::
     decoder.decoder_layers.N.<as the encoder>         -> decoders.video.blocks.N.<...>
     decoder.norm / decoder.head                       -> decoders.video.norm / pred
 
-(``VideoMAEModel`` files lack the ``videomae.`` prefix and the decoder.)
+(``VideoMAEModel`` files lack the ``videomae.`` prefix and the decoder.) With ``use_mean_pooling:
+true`` (``VideoMAEConfig``'s default) the encoder has no ``videomae.layernorm``: the converted
+encoder gets ``final_norm: false``. ``VideoMAEForVideoClassification`` with mean pooling converts
+to that encoder plus ``classifier_head.pt`` (``fc_norm``, ``classifier`` -> ``head``, pool ``mean``,
+``fc_norm_eps`` 1e-5), the layout omnimask's fine-tuning runner saves.
 
 ``videomae`` reads the official repository's ``.pth`` (a file, or a directory holding one):
 ``{"model": state_dict}`` (or ``"module"``, or the bare state dict; a DDP ``module.`` prefix is
 stripped) with ``encoder.patch_embed.proj``, ``encoder.blocks.N.{norm1, attn.qkv.weight,
 attn.q_bias, attn.v_bias, attn.proj, norm2, mlp.fc1, mlp.fc2}``, ``encoder.norm``,
 ``encoder_to_decoder.weight``, ``mask_token``, ``decoder.blocks.N.*``, ``decoder.norm``,
-``decoder.head``. The file holds no config: widths, depths, channels, tube and patch size, MLP
+``decoder.head``; fine-tuned classifiers (``patch_embed``, ``blocks.N``, ``fc_norm``, ``head``, no
+final ``norm``) convert to an encoder with ``final_norm: false`` plus ``classifier_head.pt``
+(``fc_norm_eps`` 1e-6). The file holds no config: widths, depths, channels, tube and patch size, MLP
 ratio and whether there is a decoder come from tensor shapes; head counts from VideoMAE's model
 sizes (or ``num_heads`` / ``decoder_num_heads`` options); ``num_frames``, ``image_size``,
 ``norm_pix`` and ``mask_ratio`` from options (defaults: VideoMAE's 16 frames, 224 px, normalised
@@ -36,12 +42,9 @@ sin-cos tables, which omnimask generates (``pos_embed: sincos_1d``); a stored (l
 ``encoder.pos_embed`` is accepted only if it *is* that table. Nothing is dropped silently: an
 unmapped source tensor is an error naming it.
 
-Two things omnimask cannot represent, and therefore refuses:
-
-* an encoder without its final LayerNorm (transformers ``use_mean_pooling=True``, the default of
-  ``VideoMAEConfig`` and what classification models use with their ``fc_norm``): omnimask's encoder
-  always ends with a norm. Pretraining checkpoints have it (``use_mean_pooling=False``).
-* activations other than exact GELU, LayerScale (``gamma_1``/``gamma_2``) or learned position tables.
+Refused, with the reason: classifiers that read the first patch token (``use_mean_pooling``
+false, no ``fc_norm``: VideoMAE has no ``[CLS]``), activations other than exact GELU, LayerScale
+(``gamma_1``/``gamma_2``), learned position tables.
 
 Loss-side differences, documented rather than refused (the weights and predictions are exact):
 
@@ -83,10 +86,12 @@ from ._videomae_keys import (
     ENC,
     hf_rename,
     official_renamer,
+    split_classifier,
     target_prefixes,
     unknown_hint,
 )
 from .hf_vitmae import _mlp_ratio, _pair, _read_json, load_hf_state_dict
+from .mae import write_classifier_head
 
 __all__ = [
     "convert_hf_videomae",
@@ -177,13 +182,10 @@ def _check_hf_config(hf: dict, where: str = "config") -> None:
     act = hf.get("hidden_act", "gelu")
     if act != "gelu":
         raise ConversionError(f"{where}: hidden_act {act!r} is not supported; omnimask blocks use exact 'gelu'")
-    if hf.get("use_mean_pooling", True):
-        raise ConversionError(
-            f"{where}: use_mean_pooling is true (the VideoMAEConfig default), so the encoder has no final LayerNorm "
-            "(videomae.layernorm) and is meant to be read through mean pooling + fc_norm; omnimask's encoder always "
-            "ends with a LayerNorm and cannot represent it faithfully. Pretraining checkpoints "
-            "(use_mean_pooling: false) have the norm and convert."
-        )
+
+
+def _hf_mean_pooling(hf: dict) -> bool:
+    return bool(hf.get("use_mean_pooling", True))
 
 
 def _hf_qv_bias(hf: dict) -> bool:
@@ -204,6 +206,8 @@ def videomae_config_to_omnimask(hf: dict, preprocessor: dict | None = None) -> O
         norm_eps=eps,
         attn_drop=hf.get("attention_probs_dropout_prob", 0.0),
         proj_drop=hf.get("hidden_dropout_prob", 0.0),
+        # use_mean_pooling (the VideoMAEConfig default): no videomae.layernorm after the blocks
+        final_norm=not _hf_mean_pooling(hf),
     )
     decoder = dict(
         dim=ddim,
@@ -256,16 +260,22 @@ def videomae_state_to_omnimask(state: dict[str, Tensor], hf_config: dict) -> dic
     Returns ``OmniMaskForPreTraining`` keys when ``state`` has a decoder, else ``OmniMaskModel`` keys.
 
     Raises:
-        ConversionError: unknown tensors, duplicate or incomplete q/k/v, or no final encoder LayerNorm.
+        ConversionError: unknown tensors, duplicate or incomplete q/k/v, or a final encoder LayerNorm
+            that disagrees with ``use_mean_pooling``.
     """
     _check_hf_config(hf_config)
     has_decoder = _hf_has_decoder(state)
     out = map_state(state, hf_rename, target_prefixes(has_decoder), qv_bias_only=True, unknown_hint=unknown_hint)
-    norm = (ENC if has_decoder else "") + "encoder.norm.weight"
-    if norm not in out:
+    has_norm = (ENC if has_decoder else "") + "encoder.norm.weight" in out
+    if _hf_mean_pooling(hf_config) and has_norm:
         raise ConversionError(
-            "the source has no final encoder LayerNorm (videomae.layernorm.weight): omnimask's encoder always ends "
-            "with one, so this encoder cannot be represented faithfully"
+            "the source has a final encoder LayerNorm (videomae.layernorm), but its config says use_mean_pooling: "
+            "true (the VideoMAEConfig default when the key is absent), under which VideoMAE has none"
+        )
+    if not _hf_mean_pooling(hf_config) and not has_norm:
+        raise ConversionError(
+            "the source has no final encoder LayerNorm (videomae.layernorm.weight), but its config says "
+            "use_mean_pooling: false, under which VideoMAE ends the encoder with one"
         )
     return out
 
@@ -282,7 +292,9 @@ def convert_hf_videomae(src_dir: Path, dst_dir: Path) -> Path:
     """Convert a transformers VideoMAE checkpoint directory into an omnimask checkpoint in ``dst_dir``.
 
     ``VideoMAEForPreTraining`` becomes an ``OmniMaskForPreTraining`` checkpoint, an encoder-only
-    ``VideoMAEModel`` (``use_mean_pooling: false``) an ``OmniMaskModel`` checkpoint. Returns ``dst_dir``.
+    ``VideoMAEModel`` an ``OmniMaskModel`` checkpoint (``final_norm: false`` with ``use_mean_pooling``),
+    ``VideoMAEForVideoClassification`` (mean pooling) that encoder plus ``classifier_head.pt``.
+    Returns ``dst_dir``.
     """
     src, dst = Path(src_dir), Path(dst_dir)
     if not src.is_dir():
@@ -299,12 +311,17 @@ def convert_hf_videomae(src_dir: Path, dst_dir: Path) -> Path:
         config = videomae_config_to_omnimask(hf_config, _read_processor(src))
     except ConversionError as err:
         raise ConversionError(str(err).replace("config:", f"{cfg_path}:", 1)) from None
-    state = load_hf_state_dict(src)
+    state, head = split_classifier(load_hf_state_dict(src), TORCH_LAYERNORM_EPS, str(src))
     try:
         mapped = videomae_state_to_omnimask(state, hf_config)
     except ConversionError as err:
         raise ConversionError(f"{src}: {err}") from None
-    return write_checkpoint(config, mapped, _hf_has_decoder(state), src, dst, "config.json")
+    if head is not None:
+        head.check(config.encoder["dim"], str(src))
+    write_checkpoint(config, mapped, _hf_has_decoder(state), src, dst, "config.json")
+    if head is not None:
+        write_classifier_head(dst, head)
+    return dst
 
 
 # ---------------------------------------------------------------------------------------------
@@ -357,6 +374,55 @@ def _check_pos_table(table: Tensor, dim: int, length: int, where: str, hint: str
         )
 
 
+def _official_tube_embed(state: dict[str, Tensor], enc_prefix: str, where: str) -> tuple[int, int, int, int, int]:
+    """(dim, channels, tubelet, p, q) of the tube embedding; raises for a file that is no official VideoMAE."""
+    proj = state.get(f"{enc_prefix}patch_embed.proj.weight")
+    if proj is None:
+        raise ConversionError(
+            f"{where}: no {enc_prefix}patch_embed.proj.weight, so this is not an official VideoMAE checkpoint "
+            f"(first keys: {sorted(state)[:8]})"
+        )
+    if proj.ndim != 5:
+        raise ConversionError(
+            f"{where}: {enc_prefix}patch_embed.proj.weight has shape {tuple(proj.shape)}; a video tube embedding is 5-D (dim, C, t, p, q)"
+        )
+    return tuple(int(n) for n in proj.shape)  # type: ignore[return-value]
+
+
+def _official_decoder(
+    state: dict[str, Tensor], encoder: dict, has_decoder: bool, decoder_num_heads: Any, tube: tuple, where: str
+) -> dict:
+    """The decoder config of an official state dict; ``tube`` is (tubelet, p, q, channels)."""
+    if not has_decoder:  # encoder-only: a decoder entry is still part of the config; the size table's (unused) one
+        ddim = {384: 192, 768: 384, 1024: 512, 1280: 640}.get(encoder["dim"], 384)
+        return dict(
+            dim=ddim, depth=4, num_heads=DECODER_HEADS[ddim], qkv_bias=encoder["qkv_bias"], norm_eps=OFFICIAL_EPS
+        )
+    e2d = state.get("encoder_to_decoder.weight")
+    if e2d is None:
+        raise ConversionError(f"{where}: the checkpoint has decoder tensors but no encoder_to_decoder.weight")
+    ddim = int(e2d.shape[0])
+    dfc1 = state.get("decoder.blocks.0.mlp.fc1.weight")
+    head = state.get("decoder.head.weight")
+    tubelet, ph, pw, channels = tube
+    patch_dim = tubelet * ph * pw * channels
+    if head is not None and int(head.shape[0]) != patch_dim:
+        raise ConversionError(
+            f"{where}: decoder.head.weight predicts {int(head.shape[0])} values per token, but a {tubelet}x{ph}x{pw} tube "
+            f"of {channels} channel(s) has {patch_dim}; omnimask's decoder predicts whole tubes"
+        )
+    return dict(
+        dim=ddim,
+        depth=block_count(state, "decoder."),
+        num_heads=_heads(ddim, decoder_num_heads, DECODER_HEADS, "decoder_num_heads", "decoder"),
+        mlp_ratio=_mlp_ratio(ddim, int(dfc1.shape[0]), "decoder.blocks.0.mlp.fc1.weight")
+        if dfc1 is not None
+        else encoder["mlp_ratio"],
+        qkv_bias=encoder["qkv_bias"],
+        norm_eps=OFFICIAL_EPS,
+    )
+
+
 def official_videomae_state_to_omnimask(
     state: dict[str, Tensor],
     *,
@@ -367,8 +433,12 @@ def official_videomae_state_to_omnimask(
     decoder_num_heads: int | None = None,
     mask_ratio: float = 0.9,
     where: str = "checkpoint",
+    final_norm: bool = True,
 ) -> tuple[OmniMaskConfig, dict[str, Tensor], bool]:
     """Infer the config of an official VideoMAE state dict and map its tensors.
+
+    ``final_norm=False``: the encoder has no final ``norm`` (a fine-tuned classifier's, whose head
+    has been taken out with :func:`split_classifier`).
 
     Returns:
         (config, omnimask state dict, has_decoder).
@@ -380,17 +450,7 @@ def official_videomae_state_to_omnimask(
     if isinstance(mask_ratio, bool) or not isinstance(mask_ratio, (int, float)) or not 0 <= mask_ratio < 1:
         raise ConversionError(f"option mask_ratio must be a number in [0, 1), got {mask_ratio!r}")
     enc_prefix = "encoder." if any(k.startswith("encoder.") for k in state) else ""
-    proj = state.get(f"{enc_prefix}patch_embed.proj.weight")
-    if proj is None:
-        raise ConversionError(
-            f"{where}: no {enc_prefix}patch_embed.proj.weight, so this is not an official VideoMAE checkpoint "
-            f"(first keys: {sorted(state)[:8]})"
-        )
-    if proj.ndim != 5:
-        raise ConversionError(
-            f"{where}: {enc_prefix}patch_embed.proj.weight has shape {tuple(proj.shape)}; a video tube embedding is 5-D (dim, C, t, p, q)"
-        )
-    dim, channels, tubelet, ph, pw = (int(s) for s in proj.shape)
+    dim, channels, tubelet, ph, pw = _official_tube_embed(state, enc_prefix, where)
     depth = block_count(state, enc_prefix)
     if depth == 0:
         raise ConversionError(f"{where}: no encoder blocks ({enc_prefix}blocks.N.*)")
@@ -405,34 +465,10 @@ def official_videomae_state_to_omnimask(
         mlp_ratio=_mlp_ratio(dim, int(fc1.shape[0]), f"{enc_prefix}blocks.0.mlp.fc1.weight"),
         qkv_bias=qkv_bias,
         norm_eps=OFFICIAL_EPS,
+        final_norm=final_norm,
     )
     has_decoder = any(k.startswith(DECODER_KEYS) for k in state)
-    if has_decoder:
-        e2d = state.get("encoder_to_decoder.weight")
-        if e2d is None:
-            raise ConversionError(f"{where}: the checkpoint has decoder tensors but no encoder_to_decoder.weight")
-        ddim, ddepth = int(e2d.shape[0]), block_count(state, "decoder.")
-        dfc1 = state.get("decoder.blocks.0.mlp.fc1.weight")
-        decoder = dict(
-            dim=ddim,
-            depth=ddepth,
-            num_heads=_heads(ddim, decoder_num_heads, DECODER_HEADS, "decoder_num_heads", "decoder"),
-            mlp_ratio=_mlp_ratio(ddim, int(dfc1.shape[0]), "decoder.blocks.0.mlp.fc1.weight")
-            if dfc1 is not None
-            else encoder["mlp_ratio"],
-            qkv_bias=qkv_bias,
-            norm_eps=OFFICIAL_EPS,
-        )
-        head = state.get("decoder.head.weight")
-        patch_dim = tubelet * ph * pw * channels
-        if head is not None and int(head.shape[0]) != patch_dim:
-            raise ConversionError(
-                f"{where}: decoder.head.weight predicts {int(head.shape[0])} values per token, but a {tubelet}x{ph}x{pw} tube "
-                f"of {channels} channel(s) has {patch_dim}; omnimask's decoder predicts whole tubes"
-            )
-    else:  # encoder-only: a decoder entry is still part of the config; use the size table's (unused) one
-        ddim = {384: 192, 768: 384, 1024: 512, 1280: 640}.get(dim, 384)
-        decoder = dict(dim=ddim, depth=4, num_heads=DECODER_HEADS[ddim], qkv_bias=qkv_bias, norm_eps=OFFICIAL_EPS)
+    decoder = _official_decoder(state, encoder, has_decoder, decoder_num_heads, (tubelet, ph, pw, channels), where)
     tokenizer = dict(
         num_frames=num_frames, image_size=list(size), patch_size=[ph, pw], tubelet_size=tubelet, in_chans=channels
     )
@@ -474,7 +510,8 @@ def convert_videomae(
     decoder_num_heads: int | None = None,
     mask_ratio: float = 0.9,
 ) -> Path:
-    """Convert an official MCG-NJU VideoMAE checkpoint (``.pth`` file or a directory holding one).
+    """Convert an official MCG-NJU VideoMAE checkpoint (``.pth`` file or a directory holding one):
+    pretraining (with or without the decoder) or a fine-tuned classifier (encoder + ``classifier_head.pt``).
 
     Options (the file holds no config): ``num_frames`` (16) and ``image_size`` (224, or ``HxW``) the
     model was trained for; ``norm_pix`` (true: per-patch, per-channel normalised targets, VideoMAE's
@@ -482,8 +519,9 @@ def convert_videomae(
     VideoMAE's S/B/L/H sizes; ``mask_ratio`` of the tube masking (0.9). Returns ``dst_dir``.
     """
     path = official_file(Path(src))
+    source, head = split_classifier(load_official_state_dict(path), OFFICIAL_EPS, str(path))
     config, state, has_decoder = official_videomae_state_to_omnimask(
-        load_official_state_dict(path),
+        source,
         num_frames=num_frames,
         image_size=image_size,
         norm_pix=norm_pix,
@@ -491,5 +529,11 @@ def convert_videomae(
         decoder_num_heads=decoder_num_heads,
         mask_ratio=mask_ratio,
         where=str(path),
+        final_norm=head is None,
     )
-    return write_checkpoint(config, state, has_decoder, path, Path(dst_dir), "the shapes and options")
+    if head is not None:
+        head.check(config.encoder["dim"], str(path))
+    dst = write_checkpoint(config, state, has_decoder, path, Path(dst_dir), "the shapes and options")
+    if head is not None:
+        write_classifier_head(dst, head)
+    return dst
