@@ -31,9 +31,11 @@ from transformers import PreTrainedConfig
 from .backbone.encoder import EncoderConfig
 from .decoders import DECODERS
 from .masking import MASKING
+from .masking.budget import BudgetConfig, RatioSchedule
 from .modalities import MODALITIES
 from .objectives import OBJECTIVES
 from .registry import ConfigError, check_keys
+from .run_config import from_dict, to_dict
 from .version import __version__
 
 __all__ = ["OmniMaskConfig"]
@@ -48,6 +50,7 @@ _MODALITY_KEYS = (
     "processor",
     "encoder_mask",
     "decoder_layer",
+    "mask_schedule",
 )
 _ENCODER_MASKS = ("drop", "replace")
 # Values the model supplies to components; users never set them.
@@ -80,6 +83,22 @@ def _tokenizer_kwargs(tokenizer_cls: type, given: dict | None, where: str) -> di
     return out
 
 
+def _check_masking(masking: dict, where: str) -> None:
+    """Build the strategy once so a bad value fails here, named at its key."""
+    MASKING.build(masking["name"], {k: v for k, v in masking.items() if k != "name"}, where)
+
+
+def _schedule(given: Any, where: str) -> dict:
+    if not isinstance(given, dict):
+        raise ConfigError(f"{where} must be a mapping {{shape, start, end, ramp}}, got {given!r}")
+    try:
+        return to_dict(from_dict(RatioSchedule, given, where))
+    except ConfigError as err:
+        raise ConfigError(
+            str(err).replace("mask_schedule.", f"{where[: -len('mask_schedule')]}mask_schedule.")
+        ) from None
+
+
 def normalize_modality(key: str, cfg: dict | None) -> dict:
     """Validate one modality entry and fill in the registered defaults."""
     cfg = dict(cfg or {})
@@ -99,6 +118,8 @@ def normalize_modality(key: str, cfg: dict | None) -> dict:
     encoder_mask = cfg.get("encoder_mask", spec.encoder_mask)
     if encoder_mask not in _ENCODER_MASKS:
         raise ConfigError(f"{where}.encoder_mask must be one of {_ENCODER_MASKS}, got {encoder_mask!r}")
+    masking = _component("masking", MASKING, cfg.get("masking"), spec.masking, f"{where}.masking")
+    _check_masking(masking, f"{where}.masking")
     layer = cfg.get("decoder_layer")
     if layer is not None and (isinstance(layer, bool) or not isinstance(layer, int) or layer < 1):
         raise ConfigError(
@@ -107,13 +128,19 @@ def normalize_modality(key: str, cfg: dict | None) -> dict:
     return {
         "type": mtype,
         "tokenizer": _tokenizer_kwargs(spec.tokenizer, cfg.get("tokenizer"), f"{where}.tokenizer"),
-        "masking": _component("masking", MASKING, cfg.get("masking"), spec.masking, f"{where}.masking"),
+        "masking": masking,
         "decoder": _component("decoder", DECODERS, cfg.get("decoder"), spec.decoder, f"{where}.decoder"),
         "objective": _component("objective", OBJECTIVES, cfg.get("objective"), spec.objective, f"{where}.objective"),
         "loss_weight": float(weight),
         "processor": processor,
         "encoder_mask": encoder_mask,
         "decoder_layer": layer,
+        # Stored only when set, so configs without one stay as they were.
+        **(
+            {"mask_schedule": _schedule(cfg["mask_schedule"], f"{where}.mask_schedule")}
+            if cfg.get("mask_schedule")
+            else {}
+        ),
     }
 
 
@@ -123,6 +150,9 @@ class OmniMaskConfig(PreTrainedConfig):
     Args:
         encoder: shared encoder shape, see :class:`~omnimask.backbone.EncoderConfig`.
         modalities: ``{key: modality config}``; defaults to a single ``image`` modality.
+        budget: optional multimodal token budget (:class:`~omnimask.masking.budget.BudgetConfig`):
+            batches carrying several of its modalities split a fixed number of visible (and
+            target) tokens across them by a Dirichlet draw instead of each modality's ratio.
     """
 
     model_type = "omnimask"
@@ -132,6 +162,7 @@ class OmniMaskConfig(PreTrainedConfig):
         encoder: dict | None = None,
         modalities: dict | None = None,
         omnimask_version: str | None = None,
+        budget: dict | None = None,
         **kwargs: Any,
     ) -> None:
         enc = EncoderConfig.from_dict(dict(encoder or {}))
@@ -144,7 +175,19 @@ class OmniMaskConfig(PreTrainedConfig):
         self.encoder = enc.to_dict()
         self.modalities = {k: normalize_modality(k, v) for k, v in mods.items()}
         self.omnimask_version = omnimask_version or __version__
+        if budget is not None:  # stored only when set, so configs without one stay as they were
+            b = from_dict(BudgetConfig, budget, "budget")
+            stray = [m for m in b.modalities or [] if m not in self.modalities]
+            if stray:
+                raise ConfigError(f"budget.modalities names {stray}; the model has {list(self.modalities)}")
+            self.budget = to_dict(b)
         super().__init__(**kwargs)
+
+    @property
+    def budget_config(self) -> BudgetConfig | None:
+        """The multimodal budget, if the model has one."""
+        b = getattr(self, "budget", None)
+        return None if b is None else from_dict(BudgetConfig, b, "budget")
 
     @property
     def encoder_config(self) -> EncoderConfig:

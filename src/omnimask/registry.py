@@ -176,4 +176,9 @@ class Registry(Generic[T]):
         params = self.parameters(name)
         self.check(name, kwargs, where, injected=[k for k in injected if k in params])
         extra = {k: v for k, v in injected.items() if k in params and k not in kwargs}
-        return self.get(name)(**kwargs, **extra)
+        try:
+            return self.get(name)(**kwargs, **extra)
+        except ConfigError:
+            raise
+        except (ValueError, TypeError) as err:  # a bad value: say which config entry it came from
+            raise ConfigError(f"{where} ({self.kind} {name!r}): {err}") from err

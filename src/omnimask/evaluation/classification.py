@@ -63,6 +63,8 @@ class EvalConfig:
     #: pooled feature for the probes: "cls" (MAE's linear-probe convention) or "mean" over tokens
     probe_features: str = "cls"
     seed: int = 0
+    #: Evaluate on at most this many (evenly spaced) training and held-out samples: a quick check.
+    max_samples: int | None = None
 
     def __post_init__(self) -> None:
         if self.probe_features not in ("cls", "mean"):

@@ -63,17 +63,34 @@ class OmniMaskModel(HubMixin, nn.Module):
     def dim(self) -> int:
         return self.config.encoder["dim"]
 
-    def collect_inputs(self, inputs: dict[str, Tensor] | None, kwargs: dict[str, Any]) -> dict[str, Tensor]:
-        """Merge ``inputs`` and keyword modalities; reject unknown names and empty batches."""
+    def collect_inputs(
+        self, inputs: dict[str, Tensor] | None, kwargs: dict[str, Any], present: dict[str, Tensor] | None = None
+    ) -> dict[str, Tensor]:
+        """Merge ``inputs`` and keyword modalities; reject unknown names, empty batches, batch sizes
+        that disagree (a modality in ``present`` covers only its flagged samples) and NaN/inf."""
         batch = {**(inputs or {}), **kwargs}
         unknown = [k for k in batch if k not in self.tokenizers]
         if unknown:
             raise KeyError(f"unknown modality {unknown} in the batch; this model has {self.modalities}")
         if not batch:
             raise ValueError(f"empty batch: pass at least one of {self.modalities}")
-        sizes = {k: v.shape[0] for k, v in batch.items()}
+        present = present or {}
+        sizes = {k: (len(present[k]) if k in present else v.shape[0]) if v.ndim else 0 for k, v in batch.items()}
         if len(set(sizes.values())) > 1:
             raise ValueError(f"batch sizes differ between modalities: {sizes}")
+        empty = [k for k, n in sizes.items() if n == 0]
+        if empty:
+            raise ValueError(f"empty batch for {empty}: inputs need at least one sample, got shapes "
+                             f"{ {k: tuple(batch[k].shape) for k in empty} }")  # fmt: skip
+        for k, x in batch.items():
+            if x.is_floating_point():
+                bad = ~torch.isfinite(x.detach()).flatten(1).all(dim=1)
+                if bad.any():
+                    rows = bad.nonzero().flatten().tolist()
+                    raise ValueError(
+                        f"input {k!r} has NaN or inf values in sample(s) {rows[:10]}{' ...' if len(rows) > 10 else ''} "
+                        f"of the batch (shape {tuple(x.shape)}); check the data or its normalisation"
+                    )
         return batch
 
     def embed(self, batch: dict[str, Tensor], interpolate_pos: bool = False) -> dict[str, TokenizedInput]:

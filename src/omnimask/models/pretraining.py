@@ -13,6 +13,7 @@ forward_loss (:meth:`~OmniMaskForPreTraining.forward_masking`, ``forward_encoder
 
 from __future__ import annotations
 
+import math
 from pathlib import Path
 from typing import Any
 
@@ -21,10 +22,12 @@ from torch import Tensor, nn
 
 from ..backbone.blocks import init_vit_weights
 from ..decoders import DECODERS, Decoder
-from ..masking import MaskSpec, build_masking, gather_tokens, with_decode
+from ..masking import MaskSpec, build_masking, gather_tokens, spec_from_noise, uniform_noise, with_decode
+from ..masking.budget import RatioSchedule, draw_budget, set_ratio
 from ..modalities import TokenizedInput
 from ..model_config import OmniMaskConfig
 from ..objectives import OBJECTIVES
+from ..registry import ConfigError
 from .encoder_model import PRETRAINING_PREFIX, OmniMaskModel
 from .hub import HubMixin
 from .outputs import OmniMaskPreTrainingOutput
@@ -55,6 +58,58 @@ def _replace(tokenizer: Any, x: Tensor, mask: Tensor, interpolate_pos: bool, ori
     return t
 
 
+def _check_present(batch: dict[str, Tensor], present: dict[str, Tensor]) -> dict[str, Tensor]:
+    """Validate per-sample presence flags; modalities present in every sample need none."""
+    out = {}
+    for k, rows in present.items():
+        if k not in batch:
+            raise KeyError(f"present given for {k!r}, which is not in the batch {list(batch)}")
+        rows = rows.to(torch.bool)
+        if rows.ndim != 1 or int(rows.sum()) != batch[k].shape[0]:
+            raise ValueError(
+                f"present[{k!r}] must be (batch,) bool with one True per sample of {k!r} "
+                f"({batch[k].shape[0]}), got shape {tuple(rows.shape)} with {int(rows.sum())} True"
+            )
+        if not bool(rows.all()):
+            out[k] = rows
+    sizes = {len(r) for r in present.values()}
+    if len(sizes) > 1:
+        raise ValueError(f"present flags disagree on the batch size: {sorted(sizes)}")
+    return out
+
+
+def _expand_rows(t: TokenizedInput, rows: Tensor, tokenizer: Any, x: Tensor) -> TokenizedInput:
+    """Tokens of the present samples placed in a full batch; absent samples are padding."""
+    b, n = rows.shape[0], t.tokens.shape[1]
+
+    def fill(v: Tensor | None, value: float | bool = 0) -> Tensor | None:
+        if v is None:
+            return None
+        out = v.new_full((b, *v.shape[1:]), value)
+        out[rows] = v
+        return out
+
+    target = t.target if t.target is not None else tokenizer.patchify(x)
+    valid = rows[:, None].expand(b, n).clone()
+    if t.valid is not None:
+        valid &= fill(t.valid, False)  # type: ignore[operator]
+    return TokenizedInput(fill(t.tokens), t.grid, fill(t.pos), fill(t.coords), fill(target), valid)  # type: ignore[arg-type]
+
+
+def _with_target(spec: MaskSpec, count: int, valid: Tensor | None, noise: Tensor) -> MaskSpec:
+    """Reconstruct ``count`` hidden positions per sample (real ones first), chosen by ``noise``."""
+    b, n = spec.mask.shape
+    if count == 0:
+        empty = torch.zeros(b, 0, dtype=torch.long, device=spec.mask.device)
+        return MaskSpec(spec.ids_keep, spec.ids_restore, spec.mask, torch.zeros_like(spec.mask), empty)
+    rank = noise + (~spec.mask).float() * 4.0  # hidden first ...
+    if valid is not None:
+        rank = rank + (~valid).float() * 2.0  # ... and among them real tokens first
+    chosen = torch.argsort(rank, dim=1)[:, :count]
+    decode = torch.zeros_like(spec.mask).scatter(1, chosen, True)
+    return with_decode(spec, decode, "budget target")
+
+
 class OmniMaskForPreTraining(HubMixin, nn.Module):
     """Masked-modeling pretraining model over any registered modalities.
 
@@ -63,6 +118,12 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
     (e.g. one made in the data loader), ``decode_masks[m]`` (B, N_m) bool (True = reconstructed)
     fixes which positions the decoder predicts (VideoMAE V2), ``mask_seeds[m]`` (B,) draws each
     sample's mask from its own seed.
+
+    A batch may carry any subset of the model's modalities; with ``present[m]`` (B,) bool a
+    modality covers only some samples (a batch mixing sources): ``batch[m]`` then holds just those
+    ``present[m].sum()`` samples, and the others are padding that no token attends to and no loss
+    counts. ``update_schedules(progress)`` moves scheduled mask ratios; a ``budget`` in the config
+    splits a fixed token budget across the modalities of a batch (:mod:`omnimask.masking.budget`).
     """
 
     def __init__(self, config: OmniMaskConfig) -> None:
@@ -98,11 +159,30 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
                 input_std=m["processor"].get("std"),
             )
             self.maskings[k] = build_masking(m["masking"], f"{where}.masking")
+            if getattr(self.maskings[k], "ratio", None) == 0 and m["loss_weight"] > 0 and "mask_schedule" not in m:
+                raise ConfigError(
+                    f"{where}.masking.ratio is 0: nothing is hidden, so pretraining has nothing to reconstruct; use a "
+                    "ratio in (0, 1), or loss_weight: 0 for a modality that only gives context"
+                )
             if tok.coordinate_positions:
                 self.decoder_pos_embed[k] = tok.position_embedding(self.decoders[k].dim)
             else:
                 self.decoder_pos.add(k, tok.positions(tok.base_grid, self.decoders[k].dim))
         self.decoders.apply(init_vit_weights)
+        self.schedules = {
+            k: RatioSchedule(**m["mask_schedule"]) for k, m in config.modalities.items() if "mask_schedule" in m
+        }
+        self.budget = config.budget_config
+        if self.budget is not None:
+            self.budget_keys = list(self.budget.modalities or config.modalities)
+            counts = {k: math.prod(self.omnimask.tokenizers[k].base_grid) for k in self.budget_keys}
+            self.budget.check(counts)
+
+    def update_schedules(self, progress: float) -> None:
+        """Set every scheduled mask ratio for training progress ``progress`` in [0, 1] (the Trainer
+        calls it before each step, so the ratio is a pure function of the step)."""
+        for k, schedule in self.schedules.items():
+            set_ratio(self.maskings[k], schedule.at(progress), f"modalities.{k}.mask_schedule")
 
     def _decoder_inputs(self, key: str, enc: Any) -> dict[str, Tensor]:
         """Each modality's encoded tokens, from the encoder's output or, with ``decoder_layer: l``,
@@ -135,9 +215,12 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
         decode_masks: dict[str, Tensor] | None = None,
         mask_seeds: dict[str, Tensor] | None = None,
         interpolate_pos_encoding: bool = False,
+        present: dict[str, Tensor] | None = None,
         **modalities: Tensor,
     ) -> OmniMaskPreTrainingOutput:
-        batch = self.omnimask.collect_inputs(inputs, modalities)
+        batch = {**(inputs or {}), **modalities}
+        present = _check_present(batch, present or {})
+        batch = self.omnimask.collect_inputs(batch, {}, present=present)
         extras = {"noise": noise or {}, "masks": masks or {}, "decode_masks": decode_masks or {}}
         extras["mask_seeds"] = mask_seeds or {}
         for name, given in extras.items():
@@ -145,6 +228,12 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
             if stray:
                 raise KeyError(f"{name} given for {stray}, which are not in the batch {list(batch)}")
         tokens = self.omnimask.embed(batch, interpolate_pos_encoding)
+        for k, rows in present.items():  # samples without modality k become padding
+            tokens[k] = _expand_rows(tokens[k], rows, self.omnimask.tokenizers[k], batch[k])
+            if self.config.modalities[k]["encoder_mask"] == "replace":
+                raise ValueError(
+                    f"modalities.{k}: encoder_mask 'replace' needs the modality in every sample of a batch"
+                )
         specs = self.forward_masking(tokens, generator=generator, **extras)
         enc_specs = {}
         for k, spec in specs.items():
@@ -157,6 +246,12 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
         enc = self.forward_encoder(tokens, enc_specs)
         losses, preds, loss_masks = {}, {}, {}
         for k, spec in specs.items():
+            if spec.ids_decode is not None and spec.ids_decode.shape[1] == 0:  # context only in this batch
+                b = spec.mask.shape[0]
+                out_dim = self.omnimask.tokenizers[k].output_dim
+                preds[k], loss_masks[k] = enc.last_hidden_state.new_zeros(b, 0, out_dim), spec.mask[:, :0]
+                losses[k] = enc.last_hidden_state.new_zeros(())
+                continue
             preds[k] = self.forward_decoder(k, enc, enc_specs[k], tokens[k])
             losses[k], loss_masks[k] = self.forward_loss(k, batch[k], tokens[k], spec, preds[k])
         loss = sum(self.config.modalities[k]["loss_weight"] * losses[k] for k in losses)
@@ -180,9 +275,12 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
         generator: torch.Generator | None = None,
     ) -> dict[str, MaskSpec]:
         """Stage 1: each modality's :class:`MaskSpec` from its strategy (or the given noise, mask,
-        seeds); a decoder that predicts only hidden positions gets them as its decoded ones."""
-        specs = {}
+        seeds), or from the multimodal budget when the batch carries several of its modalities; a
+        decoder that predicts only hidden positions gets them as its decoded ones."""
+        specs = self._budget_specs(tokens, generator) if not (noise or masks or decode_masks or mask_seeds) else {}
         for k, t in tokens.items():
+            if k in specs:
+                continue
             seeds = mask_seeds.get(k)
             spec = self.maskings[k](
                 t.tokens.shape[0],
@@ -198,6 +296,28 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
             )
             if spec.ids_decode is None and self.decoders[k].predict == "hidden":
                 spec = with_decode(spec, spec.mask, f"modalities.{k}: the decoder predicts hidden positions; mask")
+            specs[k] = spec
+        return specs
+
+    def _budget_specs(
+        self, tokens: dict[str, TokenizedInput], generator: torch.Generator | None
+    ) -> dict[str, MaskSpec]:
+        """Masks drawn from the token budget, for the budget's modalities in this batch (two or more)."""
+        keys = [k for k in (self.budget_keys if self.budget is not None else []) if k in tokens]
+        if len(keys) < 2:
+            return {}
+        counts = {k: tokens[k].tokens.shape[1] for k in keys}
+        visible, target = draw_budget(self.budget, counts, generator)  # type: ignore[arg-type]
+        specs = {}
+        for k in keys:
+            t = tokens[k]
+            b, n = t.tokens.shape[:2]
+            noise = uniform_noise((b, n), t.tokens.device, generator)
+            if t.valid is not None:  # padding stays visible, as with every per-token strategy
+                noise = torch.where(t.valid, noise, torch.full_like(noise, -1.0))
+            spec = spec_from_noise(noise, visible[k])
+            if target is not None:
+                spec = _with_target(spec, target[k], t.valid, uniform_noise((b, n), t.tokens.device, generator))
             specs[k] = spec
         return specs
 

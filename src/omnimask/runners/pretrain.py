@@ -36,6 +36,7 @@ from ..registry import ConfigError, check_keys
 from ..run_config import apply_overrides, from_dict, load_yaml, to_dict
 from ..training import OptimConfig, TrainConfig, Trainer, is_main
 from .common import build_dataset, data_configs, runner_main
+from .mixed import RunSource, build_source, mixed_datasets, parse_sources, picture_samples, source_keys
 
 __all__ = ["RecipeConfig", "load_recipe", "run", "main"]
 
@@ -61,7 +62,11 @@ class RecipeConfig:
 
     @cached_property
     def data_configs(self) -> dict[str, Any]:
-        """``{key: typed data config}`` for every ``data`` key (a model modality or a source)."""
+        """``{key: typed data config}`` for every ``data`` key (a model modality or a source); for a
+        mixed run (``data.sources``) ``{"mixing": MixingConfig, "sources": [RunSource, ...]}``."""
+        if "sources" in self.data:
+            mixing, sources = parse_sources(self.model_config, self.data)
+            return {"mixing": mixing, "sources": sources}
         return data_configs(self.model_config, self.data)
 
 
@@ -86,16 +91,23 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> RecipeConfig
 
 
 class ReconstructionHook:
-    """Saves a reconstruction picture of fixed held-out samples (fixed masks) every ``every`` steps.
+    """Saves reconstruction pictures of fixed held-out samples (fixed masks) every ``every`` steps.
 
-    It runs the model in eval mode under ``no_grad`` with its own generator, so it never touches
-    the training RNG: a resumed run stays identical to an uninterrupted one.
+    ``groups`` holds one batch per data source (``{modality: (n, ...)}``); each modality of each
+    group gets ``reconstruction_<key>.png`` (``_<source>`` added when two sources share a key). It
+    runs the model in eval mode under ``no_grad`` with its own generator, so it never touches the
+    training RNG: a resumed run stays identical to an uninterrupted one.
     """
 
-    def __init__(self, samples: dict[str, torch.Tensor], every: int, out_dir: Path) -> None:
-        self.samples, self.every, self.out_dir = samples, every, out_dir
+    def __init__(
+        self, groups: list[dict[str, torch.Tensor]], every: int, out_dir: Path, names: list[str] | None = None
+    ) -> None:
+        self.groups, self.every, self.out_dir = groups, every, out_dir
+        self.names = names or [str(i) for i in range(len(groups))]
         self.generator = torch.Generator().manual_seed(1234)
-        self.masks: dict[str, torch.Tensor] = {}
+        self.masks: list[dict[str, torch.Tensor]] = []
+        seen: list[str] = [k for g in groups for k in g]
+        self.suffix = [{k: f"_{n}" if seen.count(k) > 1 else "" for k in g} for g, n in zip(groups, self.names)]
 
     def __call__(self, trainer: Trainer, step: int, out: Any) -> None:
         if self.every and step % self.every == 0 and is_main():
@@ -106,24 +118,26 @@ class ReconstructionHook:
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device
-        batch = {k: v.to(device) for k, v in self.samples.items()}
-        if not self.masks:  # drawn once with the model's own strategies, then reused for every picture
-            tokens = model.omnimask.embed(batch)
-            self.masks = {
-                k: model.maskings[k](t.tokens.shape[0], t.grid, generator=self.generator, coords=t.coords).mask
-                for k, t in tokens.items()
-            }
-        out = model(batch, masks={k: v.to(device) for k, v in self.masks.items()})
-        model.train(was_training)
         path = None
-        for key in batch:
-            img = model.visualize(key, batch[key], out)
-            if img is None:
-                continue
-            self.out_dir.mkdir(parents=True, exist_ok=True)
-            path = self.out_dir / f"reconstruction_{key}_step{step:08d}.png"
-            img.save(path)
-            img.save(self.out_dir.parent / f"reconstruction_{key}.png")
+        for i, group in enumerate(self.groups):
+            batch = {k: v.to(device) for k, v in group.items()}
+            if len(self.masks) <= i:  # drawn once with the model's own strategies, then reused
+                tokens = model.omnimask.embed(batch)
+                self.masks.append({
+                    k: model.maskings[k](t.tokens.shape[0], t.grid, generator=self.generator, coords=t.coords).mask
+                    for k, t in tokens.items()
+                })  # fmt: skip
+            out = model(batch, masks={k: v.to(device) for k, v in self.masks[i].items()})
+            for key in batch:
+                img = model.visualize(key, batch[key], out)
+                if img is None:
+                    continue
+                self.out_dir.mkdir(parents=True, exist_ok=True)
+                name = f"reconstruction_{key}{self.suffix[i][key]}"
+                path = self.out_dir / f"{name}_step{step:08d}.png"
+                img.save(path)
+                img.save(self.out_dir.parent / f"{name}.png")
+        model.train(was_training)
         return path
 
 
@@ -179,6 +193,8 @@ def _datasets(cfg: RecipeConfig, keys: list[str]) -> tuple[Any, Any, Any]:
 
 def run(cfg: RecipeConfig, resume: bool | str = False) -> dict[str, Any]:
     """Pretrain, save, picture, evaluate. Returns a summary dict (also written to ``summary.json``)."""
+    if "sources" in cfg.data_configs:
+        return run_mixed(cfg, resume)
     config = cfg.model_config
     out_dir = Path(cfg.train.output_dir)
     torch.manual_seed(cfg.train.seed)
@@ -189,7 +205,7 @@ def run(cfg: RecipeConfig, resume: bool | str = False) -> dict[str, Any]:
     picks = torch.linspace(0, len(picture_set) - 1, min(8, len(picture_set))).long().tolist()
     shown = keys if source is not None else keys[:1]
     samples = {k: torch.stack([picture_set[i][k] for i in picks]) for k in shown}
-    hook = ReconstructionHook(samples, cfg.visualize_every, out_dir / "reconstructions")
+    hook = ReconstructionHook([samples], cfg.visualize_every, out_dir / "reconstructions")
     trainer = Trainer(model, train_set, cfg.train, cfg.optim, hooks=[hook])
     params = sum(p.numel() for p in model.parameters())
     log.info(
@@ -284,3 +300,86 @@ def main(argv: Sequence[str] | None = None, default_config: str | Path | None = 
         default_config=default_config,
         prog=prog,
     )
+
+
+def run_mixed(cfg: RecipeConfig, resume: bool | str = False) -> dict[str, Any]:
+    """One model over every source of ``data.sources``; then each source's held-out evaluation of
+    the mixed encoder against the same encoder at random init. Returns the summary."""
+    config, out_dir = cfg.model_config, Path(cfg.train.output_dir)
+    mixing, sources = cfg.data_configs["mixing"], cfg.data_configs["sources"]
+    torch.manual_seed(cfg.train.seed)
+    model = OmniMaskForPreTraining(config)
+    dataset, plan = mixed_datasets(config, sources, mixing.mode, cfg.train.batch_size)
+    hook = ReconstructionHook(
+        picture_samples(config, sources), cfg.visualize_every, out_dir / "reconstructions", [s.name for s in sources]
+    )
+    trainer = Trainer(model, dataset, cfg.train, cfg.optim, hooks=[hook], mixing=plan)
+    log.info(
+        "model: %.2fM parameters; sources %s (weights %s, %s mixing); %d optimizer steps",
+        sum(p.numel() for p in model.parameters()) / 1e6,
+        dict(zip(dataset.names, dataset.sizes)),
+        [round(w / sum(plan.weights), 3) for w in plan.weights],
+        mixing.mode,
+        trainer.total_steps,
+    )
+    result = trainer.fit(resume=resume)
+    summary: dict[str, Any] = {
+        "steps": result.steps,
+        "final_loss": result.losses[-1] if result.losses else None,
+        "final_losses": trainer.last_losses,
+        "samples_per_sec": result.samples_per_sec,
+        "sources": result.sources,
+        "last_checkpoint": result.last_checkpoint,
+        "skipped_samples": result.skipped,
+    }
+    if not is_main():
+        return summary
+    final = out_dir / "final"
+    model.save_pretrained(final)
+    picture = hook.save(model, result.steps)
+    summary.update(final_model=str(final), reconstruction=str(picture) if picture else None)
+    print(
+        f"\nSaved the mixed model to {final}; it loads with from_pretrained and takes any subset of {list(config.modalities)}"
+    )
+    if cfg.eval.enabled:
+        summary["eval"] = {s.name: _evaluate_source(cfg, config, final, s) for s in sources}
+        _print_mixed_report(summary["eval"])
+    (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
+    (out_dir / "recipe.json").write_text(json.dumps(to_dict(cfg), indent=2, default=str))
+    return summary
+
+
+def _evaluate_source(cfg: RecipeConfig, config: OmniMaskConfig, final: Path, src: RunSource) -> dict:
+    """Held-out evaluation of one source: few-label probe/fine-tune for a labelled modality,
+    retrieval for a paired source; pretrained encoder against the same encoder at random init."""
+    keys = source_keys(src)
+    print(f"\n== source {src.name!r} ({', '.join(keys)})")
+    if len(keys) > 1:
+        return _evaluate_pairs(cfg, config, final, _limit(build_source(config, src, "val"), cfg.eval.max_samples), keys)
+    key = keys[0]
+    train_eval = encode_dataset(_limit(build_source(config, src, "train_eval"), cfg.eval.max_samples), key)
+    val = encode_dataset(_limit(build_source(config, src, "val"), cfg.eval.max_samples), key)
+    torch.manual_seed(cfg.train.seed)
+    encoders = {"pretrained (omnimask)": OmniMaskModel.from_pretrained(final), "random init": OmniMaskModel(config)}
+    report = compare_encoders(encoders, key, train_eval, val, cfg.eval, progress=cfg.train.progress)
+    _print_report(report, cfg.eval, len(val[1]))
+    return report
+
+
+def _limit(dataset: Any, n: int | None) -> Any:
+    """At most ``n`` evenly spaced items of ``dataset`` (all of them when ``n`` is None)."""
+    if n is None or len(dataset) <= n:
+        return dataset
+    picks = torch.linspace(0, len(dataset) - 1, n).long().tolist()
+    return torch.utils.data.Subset(dataset, picks)
+
+
+def _print_mixed_report(reports: dict[str, dict]) -> None:
+    """One line per source: the headline metric of the mixed encoder and of random init."""
+    print("\nPer source, mixed encoder vs the same encoder at random init (held-out):")
+    for name, report in reports.items():
+        trained, initial = report.get("pretrained (omnimask)", {}), report.get("random init", {})
+        metric = next((m for m in ("probe_few_mean", "finetune_mean", "probe_all", "i2t_R@1") if m in trained), None)
+        if metric is None:
+            continue
+        print(f"  {name:<12} {metric:<16} {trained[metric]:6.1f}% vs {initial.get(metric, float('nan')):6.1f}%")

@@ -12,7 +12,8 @@ from .checkpoint import (
 )
 from .distributed import all_reduce_mean, barrier, cleanup, init_distributed, is_main
 from .loader_masks import LoaderMasks
-from .loop import NonFiniteLossError, TrainConfig, Trainer, TrainResult
+from .loop import Mixing, NonFiniteLossError, TrainConfig, Trainer, TrainResult
+from .mixing import MixedBatchSampler
 from .optim import OptimConfig, build_optimizer, param_groups, resolve_lr
 from .sampler import ResumableSampler, SeededDataset, mix_seed
 from .schedule import apply_lr, lr_at
@@ -22,6 +23,8 @@ __all__ = [
     "TrainConfig",
     "TrainResult",
     "Trainer",
+    "Mixing",
+    "MixedBatchSampler",
     "LoaderMasks",
     "NonFiniteLossError",
     "param_groups",

@@ -27,9 +27,11 @@ from torch.utils.data import DataLoader
 from tqdm.auto import tqdm
 
 from ..data.collate import collate_repeated
+from ..data.mixing import MixedDataset, collate_mixed
 from ..run_config import to_dict
 from .checkpoint import capture_rng_state, load_checkpoint, save_checkpoint
 from .distributed import all_gather_object, all_reduce_mean, barrier, init_distributed
+from .mixing import MixedBatchSampler, nominal_steps_per_epoch
 from .optim import OptimConfig, build_optimizer, resolve_lr
 from .sampler import ResumableSampler, SeededDataset, mix_seed
 from .schedule import apply_lr, lr_at
@@ -77,6 +79,24 @@ class TrainResult:
     samples_per_sec: float = 0.0
     start_step: int = 0  # global step this call started from (> 0 after a resume)
     skipped: int = 0  # unreadable samples the dataset skipped (its "skipped" item field), whole run
+    # Mixed runs: per source {"samples": seen over all ranks, "epochs": passes over it}, whole run.
+    sources: dict[str, dict[str, float]] = field(default_factory=dict)
+
+
+@dataclass
+class Mixing:
+    """How a :class:`~omnimask.data.mixing.MixedDataset` is drawn (see :mod:`omnimask.data.mixing`).
+
+    Attributes:
+        weights: sampling weight per source.
+        batch_sizes: per-rank micro-batch size per source (``per_step``); ``per_sample`` batches
+            have ``train.batch_size`` samples.
+        mode: ``per_step`` or ``per_sample``.
+    """
+
+    weights: list[float]
+    batch_sizes: list[int]
+    mode: str = "per_step"
 
 
 class NonFiniteLossError(RuntimeError):
@@ -137,6 +157,10 @@ class Trainer:
         modalities: input keys fed to the model (default ``model.modalities``).
         param_groups: optimizer parameter groups (default: decay / no-decay split of the model's
             parameters); a group's ``lr_scale`` scales the scheduled lr (layer-wise decay).
+        mixing: draw ``dataset`` (a :class:`~omnimask.data.mixing.MixedDataset`) by these
+            weights and per-source batch sizes; batches may then carry any subset of the
+            modalities. An epoch is the number of steps that uses, in expectation, as many
+            samples as the sources hold; the lr scales with the expected samples per step.
         distributed: join the torchrun process group (DDP). ``False`` trains in this process
             alone even inside a launch: work one rank does by itself (the runner's evaluation on
             rank 0) must not wait on collectives nobody else will answer.
@@ -153,6 +177,7 @@ class Trainer:
         modalities: Sequence[str] | None = None,
         param_groups: list[dict] | None = None,
         distributed: bool = True,
+        mixing: Mixing | None = None,
     ) -> None:
         self.train_cfg, self.optim_cfg, self.hooks = train, optim, list(hooks)
         if train.batch_size < 1 or train.accum_steps < 1:
@@ -165,7 +190,33 @@ class Trainer:
             raise ValueError("no modalities: pass modalities=... or give the model a `modalities` list")
         self.output_dir = Path(train.output_dir)
         if train.masks_in_loader:
+            if mixing is not None:
+                raise ValueError("train.masks_in_loader is not supported in a mixed run: masks are drawn in the model")
             dataset = self._loader_masks(dataset)
+        self.mixing = mixing
+        if mixing is not None:
+            self.loader = self._mixed_loader(dataset, mixing, collate_fn)
+        else:
+            self.loader = self._plain_loader(dataset, collate_fn)
+        self.optimizer = build_optimizer(self.model, optim, self.effective_batch, groups=param_groups)
+        self.peak_lr = resolve_lr(optim, self.effective_batch)
+        self._net: nn.Module = self.model
+        if self.world_size > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            # A mixed run's batches may lack some modalities, whose tokenizer and decoder then get no
+            # gradient on that step: DDP must not wait for them (they stay untouched, not zeroed).
+            self._net = DistributedDataParallel(self.model, device_ids=ids, find_unused_parameters=mixing is not None)
+        self.step = self.epoch = self.step_in_epoch = 0
+        self.skipped = 0
+        self.last_losses: dict[str, float] = {}
+        self.last_checkpoint: str | None = None
+
+    def _total_steps(self) -> int:
+        total = self.train_cfg.epochs * self.steps_per_epoch
+        return total if self.train_cfg.max_steps is None else min(total, self.train_cfg.max_steps)
+
+    def _plain_loader(self, dataset: Any, collate_fn: Callable[[list[Any]], Any] | None) -> DataLoader:
+        train = self.train_cfg
         self.effective_batch = train.batch_size * train.accum_steps * self.world_size
         self.sampler = ResumableSampler(
             len(dataset),
@@ -181,14 +232,10 @@ class Trainer:
                 f"dataset of {len(dataset)} items gives no optimizer step per epoch with batch_size "
                 f"{train.batch_size} x accum_steps {train.accum_steps} x {self.world_size} process(es)"
             )
-        self.total_steps = train.epochs * self.steps_per_epoch
-        if train.max_steps is not None:
-            self.total_steps = min(self.total_steps, train.max_steps)
-        self.optimizer = build_optimizer(self.model, optim, self.effective_batch, groups=param_groups)
-        self.peak_lr = resolve_lr(optim, self.effective_batch)
+        self.total_steps = self._total_steps()
         # An explicit generator means creating a loader iterator never draws from the global RNG.
         self._loader_gen = torch.Generator()
-        self.loader = DataLoader(
+        return DataLoader(
             SeededDataset(dataset),
             batch_size=train.batch_size,
             sampler=self.sampler,
@@ -199,13 +246,41 @@ class Trainer:
             persistent_workers=False,
             generator=self._loader_gen,
         )
-        self._net: nn.Module = self.model
-        if self.world_size > 1:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            self._net = DistributedDataParallel(self.model, device_ids=ids)
-        self.step = self.epoch = self.step_in_epoch = 0
-        self.skipped = 0
-        self.last_checkpoint: str | None = None
+
+    def _mixed_loader(self, dataset: Any, mixing: Mixing, collate_fn: Callable[[list[Any]], Any] | None) -> DataLoader:
+        train = self.train_cfg
+        if not isinstance(dataset, MixedDataset):
+            raise TypeError(f"mixing= needs a MixedDataset, got {type(dataset).__name__}")
+        if train.balanced_sampling:
+            raise ValueError("train.balanced_sampling applies to one dataset; a mixed run samples sources by weight")
+        batch_sizes = mixing.batch_sizes if mixing.mode == "per_step" else [train.batch_size]
+        plan = dict(sizes=dataset.sizes, weights=mixing.weights, batch_sizes=batch_sizes, mode=mixing.mode)
+        probe = MixedBatchSampler(**plan, accum_steps=train.accum_steps, total_steps=0, steps_per_epoch=1,
+                                  world_size=self.world_size)  # fmt: skip
+        self.effective_batch = probe.expected_batch()
+        self.steps_per_epoch = nominal_steps_per_epoch(dataset.sizes, self.effective_batch)
+        self.total_steps = self._total_steps()
+        self.sampler = MixedBatchSampler(
+            **plan,
+            accum_steps=train.accum_steps,
+            total_steps=self.total_steps,
+            steps_per_epoch=self.steps_per_epoch,
+            seed=train.seed,
+            rank=self.rank,
+            world_size=self.world_size,
+        )
+        self.source_names = list(dataset.names)
+        self._loader_gen = torch.Generator()
+        default = collate_mixed(self.modalities) if mixing.mode == "per_sample" else collate_repeated
+        return DataLoader(
+            SeededDataset(dataset),
+            batch_sampler=self.sampler,
+            num_workers=train.num_workers,
+            collate_fn=collate_fn or default,
+            pin_memory=self.device.type == "cuda",
+            persistent_workers=False,
+            generator=self._loader_gen,
+        )
 
     def _loader_masks(self, dataset: Any) -> Any:
         from .loader_masks import LoaderMasks
@@ -246,7 +321,10 @@ class Trainer:
         try:
             while self.step < self.total_steps:
                 self.sampler.set_epoch(self.epoch)
-                self.sampler.set_start(self.step_in_epoch * cfg.accum_steps * cfg.batch_size)
+                if self.mixing is not None:
+                    self.sampler.set_start_step(self.step_in_epoch)
+                else:
+                    self.sampler.set_start(self.step_in_epoch * cfg.accum_steps * cfg.batch_size)
                 self._loader_gen.manual_seed(mix_seed(cfg.seed, self.epoch))
                 batches = iter(self.loader)
                 for _ in range(self.step_in_epoch, self.steps_per_epoch):
@@ -258,6 +336,8 @@ class Trainer:
                     self.step_in_epoch += 1
                     if self.step_in_epoch == self.steps_per_epoch:
                         self.epoch, self.step_in_epoch = self.epoch + 1, 0
+                    if self.is_main and cfg.log_every > 0 and self.step % cfg.log_every == 0:
+                        self._log_step(loss, lr, start_step, t0)
                     for hook in self.hooks:
                         hook(self, self.step, out)
                     rate = (self.step - start_step) * self.effective_batch / max(time.perf_counter() - t0, 1e-9)
@@ -265,16 +345,6 @@ class Trainer:
                         {"loss": f"{loss:.4f}", "lr": f"{lr:.2e}", "samples/s": f"{rate:.1f}"}, refresh=False
                     )
                     bar.update(1)
-                    if self.is_main and cfg.log_every > 0 and self.step % cfg.log_every == 0:
-                        logger.info(
-                            "step %d/%d epoch %.2f loss %.4f lr %.3e %.1f samples/s",
-                            self.step,
-                            self.total_steps,
-                            self.step / self.steps_per_epoch,
-                            loss,
-                            lr,
-                            rate,
-                        )
                     if cfg.checkpoint_every > 0 and self.step % cfg.checkpoint_every == 0:
                         self._save()
                         saved_step = self.step
@@ -297,6 +367,7 @@ class Trainer:
             last_checkpoint=self.last_checkpoint,
             start_step=start_step,
             skipped=self.skipped,
+            sources=self.source_stats(),
             samples_per_sec=(self.step - start_step) * self.effective_batch / elapsed,
         )
 
@@ -311,6 +382,9 @@ class Trainer:
             cfg.epochs,
         )
         apply_lr(self.optimizer, lr)
+        schedules = getattr(self.model, "update_schedules", None)
+        if schedules is not None:  # masking ratios that follow training progress (a pure function of the step)
+            schedules(self.step / max(self.total_steps, 1))
         self.optimizer.zero_grad(set_to_none=True)
         total = torch.zeros((), device=self.device)
         skipped = torch.zeros((), device=self.device)
@@ -318,11 +392,10 @@ class Trainer:
         out: Any = None
         for micro in range(accum):
             batch = next(batches)
-            missing = [m for m in self.modalities if m not in batch]
-            if missing:
-                raise KeyError(f"batch has no {missing}; its keys are {sorted(batch)}")
-            inputs = {m: _to_device(batch[m], self.device) for m in self.modalities}
+            inputs = self._inputs(batch)
             extra = {k: _to_device(batch[k], self.device) for k in ("masks", "decode_masks") if k in batch}
+            if "present" in batch:  # per-sample mixing: which samples carry each modality
+                extra["present"] = _to_device(batch["present"], self.device)
             label_key = getattr(self.model, "label_key", None)  # supervised models (fine-tuning) take labels
             if label_key is not None:
                 extra["labels"] = _to_device(batch[label_key], self.device)
@@ -343,6 +416,7 @@ class Trainer:
         stats = torch.stack([total, *(parts[n] for n in names), skipped])
         stats = (all_reduce_mean(stats) if self.world_size > 1 else stats).tolist()
         loss, per_mod = stats[0], dict(zip(names, stats[1:-1]))
+        self.last_losses = per_mod
         self.skipped += round(stats[-1] * self.world_size)  # summed over ranks: the same on every rank
         if not (math.isfinite(loss) and all(math.isfinite(v) for v in per_mod.values())):
             step = self.step + 1
@@ -361,6 +435,45 @@ class Trainer:
             torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.optim_cfg.clip_grad)
         self.optimizer.step()
         return out, loss, lr
+
+    def _log_step(self, loss: float, lr: float, start_step: int, t0: float) -> None:
+        rate = (self.step - start_step) * self.effective_batch / max(time.perf_counter() - t0, 1e-9)
+        parts = " ".join(f"{k} {v:.4f}" for k, v in sorted(self.last_losses.items()))
+        logger.info(
+            "step %d/%d epoch %.2f loss %.4f (%s) lr %.3e %.1f samples/s",
+            self.step,
+            self.total_steps,
+            self.step / self.steps_per_epoch,
+            loss,
+            parts,
+            lr,
+            rate,
+        )
+        if self.mixing is not None:
+            stats = self.source_stats()
+            logger.info(
+                "sources: %s", ", ".join(f"{n} {v['samples']} ({v['epochs']:.2f} ep)" for n, v in stats.items())
+            )
+
+    def _inputs(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
+        """The model's modalities present in ``batch`` (a mixed run's batch may hold any subset)."""
+        inputs = {m: _to_device(batch[m], self.device) for m in self.modalities if m in batch}
+        if not inputs:
+            raise KeyError(
+                f"batch holds none of the model's modalities {self.modalities}; its keys are {sorted(batch)}"
+            )
+        if self.mixing is None and len(inputs) < len(self.modalities):
+            missing = [m for m in self.modalities if m not in batch]
+            raise KeyError(f"batch has no {missing}; its keys are {sorted(batch)} (mix sources with data.sources)")
+        return inputs
+
+    def source_stats(self) -> dict[str, dict[str, float]]:
+        """Samples seen per source (over all ranks) and passes over each, at the current step."""
+        if self.mixing is None:
+            return {}
+        epochs = self.sampler.source_epochs(self.step)
+        used = self.sampler.consumed[self.step].tolist()
+        return {n: {"samples": int(u), "epochs": round(e, 4)} for n, u, e in zip(self.source_names, used, epochs)}
 
     def _extra(self) -> dict[str, Any]:
         return {

@@ -10,6 +10,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..registry import ConfigError
+
 __all__ = [
     "OptimConfig",
     "param_groups",
@@ -37,6 +39,9 @@ def skips_decay(name: str, p: nn.Parameter, no_decay_names: Sequence[str] = NO_D
     )
 
 
+_NON_NEGATIVE = ("optim.min_lr", "optim.weight_decay", "optim.warmup_epochs")
+
+
 @dataclass
 class OptimConfig:
     """Optimizer and learning-rate schedule settings (the ``optim`` recipe section)."""
@@ -49,6 +54,25 @@ class OptimConfig:
     eps: float = 1e-8
     warmup_epochs: float = 40.0
     clip_grad: float | None = None
+
+    def __post_init__(self) -> None:
+        # Named at the key the user wrote, before any scaling by the batch size.
+        checks = {
+            "optim.base_lr": (self.base_lr, self.base_lr > 0),
+            "optim.lr": (self.lr, self.lr is None or self.lr > 0),
+            "optim.min_lr": (self.min_lr, self.min_lr >= 0),
+            "optim.weight_decay": (self.weight_decay, self.weight_decay >= 0),
+            "optim.eps": (self.eps, self.eps > 0),
+            "optim.warmup_epochs": (self.warmup_epochs, self.warmup_epochs >= 0),
+            "optim.clip_grad": (self.clip_grad, self.clip_grad is None or self.clip_grad > 0),
+        }
+        for key, (value, ok) in checks.items():
+            if not ok:
+                raise ConfigError(
+                    f"{key} must be {'non-negative' if key in _NON_NEGATIVE else 'positive'}, got {value!r}"
+                )
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ConfigError(f"optim.betas must be two numbers in [0, 1), got {list(self.betas)!r}")
 
 
 def param_groups(
