@@ -161,7 +161,7 @@ def test_reader_on_embedded_tree(data_root: Path) -> None:
     for path, label in train.samples[::50]:
         assert Path(path).parent.name == train.classes[label]
     item = val[5]
-    assert set(item) == {"image", "label", "index"} and item["index"] == 5
+    assert set(item) == {"image", "label", "index", "skipped"} and item["index"] == 5 and item["skipped"] == 0
     assert item["label"] == int(Path(val.samples[5][0]).parent.name)
     x = item["image"]
     assert x.shape == (3, 32, 32) and x.dtype == torch.float32 and x.min() >= 0.0 and x.max() <= 1.0

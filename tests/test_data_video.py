@@ -98,9 +98,9 @@ def test_read_video_list_paths_comments_and_spaces(tmp_path: Path) -> None:
     absolute = tmp_path / "abs.mp4"
     absolute.write_bytes(b"x")
     lst = tmp_path / "train.csv"
-    lst.write_text(f"# comment\n\na.mp4 3\n  sub/with space.mp4   7  \n{absolute} -1\n")
+    lst.write_text(f"# comment\n\na.mp4 3\n  sub/with space.mp4   7  \n{absolute} 0\n")
     assert read_video_list(lst) == [
-        (str(tmp_path / "a.mp4"), 3), (str(tmp_path / "sub/with space.mp4"), 7), (str(absolute), -1)
+        (str(tmp_path / "a.mp4"), 3), (str(tmp_path / "sub/with space.mp4"), 7), (str(absolute), 0)
     ]  # fmt: skip
     # root= overrides the list's folder for relative paths (absolute ones are kept).
     elsewhere = tmp_path / "lists"

@@ -5,10 +5,10 @@ from __future__ import annotations
 import logging
 import os
 import stat
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-__all__ = ["DataReadError", "read_with_policy", "check_readable_file"]
+__all__ = ["DataReadError", "check_item_labels", "check_readable_file", "read_with_policy", "split_list_line"]
 
 
 class DataReadError(RuntimeError):
@@ -79,3 +79,44 @@ def check_readable_file(
     if st.st_size == 0 and not allow_empty:
         raise error(f"cannot read {what} {path}: the file is empty (0 bytes)")
     return st.st_size
+
+
+def _looks_like_a_path(field: str) -> bool:
+    """True for ``one.wav`` or ``clips/a``: a file name, not a mistyped label (``cat``, ``1.5``)."""
+    ext = os.path.splitext(field)[1]
+    return "/" in field or "\\" in field or any(ch.isalpha() for ch in ext)
+
+
+def split_list_line(line: str, where: str, error: type[Exception]) -> tuple[str, int]:
+    """Split one ``<path> <label>`` list line into ``(path, label)``.
+
+    The line is split at its **last** run of whitespace (spaces or a tab), so paths may contain
+    spaces as long as the label follows them. The label must be an integer >= 0 (a class index).
+
+    Raises:
+        error: ``<where>: ...`` saying the line has no label (one field, or a last field that is a
+            file name such as ``'my clip.wav'``), that the label is not an integer, or that it is
+            negative; the line is quoted.
+    """
+    fields = line.rsplit(maxsplit=1)
+    rule = "lines are '<path> <label>', split at the last space or tab (paths may contain spaces)"
+    if len(fields) != 2 or _looks_like_a_path(fields[-1]):
+        raise error(f"{where}: the line has no label: {line!r}; {rule}")
+    path, raw = fields
+    try:
+        label = int(raw)
+    except ValueError:
+        raise error(f"{where}: the label {raw!r} is not an integer (line {line!r}; {rule})") from None
+    if label < 0:
+        raise error(f"{where}: the label {label} is negative (line {line!r}); labels are class indices 0, 1, 2, ...")
+    return path, label
+
+
+def check_item_labels(items: Iterable[tuple[str, Any]], what: str) -> None:
+    """Raise ValueError naming the item and its file when an int label of ``(path, label)`` items is
+    negative (it would only fail later, in the loss, as ``Target -1 is out of bounds``)."""
+    for k, (path, label) in enumerate(items):
+        if isinstance(label, int) and label < 0:
+            raise ValueError(
+                f"{what} item {k} ({path}): the label {label} is negative; labels are class indices 0, 1, 2, ..."
+            )

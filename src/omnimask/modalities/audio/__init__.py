@@ -9,6 +9,7 @@ from .features import (
     NORM_PRESETS,
     AudioFeatureConfig,
     AudioReadError,
+    as_waveform,
     downmix,
     kaldi_fbank,
     load_audio,
@@ -22,7 +23,7 @@ from .features import (
 )
 from .lists import AudioListError, balanced_sample_weights, read_audio_json, read_audio_list, read_label_csv
 from .spec import AudioDataConfig
-from .stats import compute_audio_stats, fbank_stats
+from .stats import AudioStatsError, compute_audio_stats, fbank_stats
 from .tokenizer import SpectrogramTokenizer, norm_preset
 
 __all__ = [
@@ -32,8 +33,10 @@ __all__ = [
     "AudioFeatureConfig",
     "AudioListError",
     "AudioReadError",
+    "AudioStatsError",
     "NORM_PRESETS",
     "SpectrogramTokenizer",
+    "as_waveform",
     "balanced_sample_weights",
     "compute_audio_stats",
     "downmix",

@@ -8,7 +8,8 @@ import sys
 from pathlib import Path
 
 from ...commands import Command, register_command
-from .stats import compute_audio_stats
+from .features import AudioReadError
+from .stats import AudioStatsError, compute_audio_stats
 
 __all__: list[str] = []
 
@@ -29,16 +30,19 @@ def _add_arguments(p: argparse.ArgumentParser) -> None:
 
 
 def _run(args: argparse.Namespace) -> int:
-    stats = compute_audio_stats(
-        args.source,
-        sample_rate=args.sample_rate,
-        num_mel_bins=args.num_mel_bins,
-        target_length=args.target_length,
-        root=args.root,
-        max_clips=args.max_clips,
-        on_error="skip" if args.skip_errors else "raise",
-        progress=True,
-    )
+    try:
+        stats = compute_audio_stats(
+            args.source,
+            sample_rate=args.sample_rate,
+            num_mel_bins=args.num_mel_bins,
+            target_length=args.target_length,
+            root=args.root,
+            max_clips=args.max_clips,
+            on_error="skip" if args.skip_errors else "raise",
+            progress=True,
+        )
+    except AudioReadError as err:  # one line from the CLI (it prints ValueErrors), not a traceback
+        raise AudioStatsError(f"{err}; pass --skip-errors to leave unreadable clips out (they are listed)") from None
     text = json.dumps(stats, indent=2)
     if args.out:
         Path(args.out).write_text(text + "\n")

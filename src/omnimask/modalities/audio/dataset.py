@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ...data.errors import read_with_policy
+from ...data.errors import check_item_labels, read_with_policy
 from .features import (
     AudioFeatureConfig,
     AudioReadError,
@@ -108,8 +108,11 @@ class AudioDataset(Dataset):
             return kind[0]
         if mixup > 0 and num_classes is None:
             raise ValueError("mixup with int labels needs num_classes= (the mixed labels are vectors)")
-        if num_classes is not None and not all(0 <= y < num_classes for _, y in self.items):
-            raise ValueError(f"an int label is outside 0..{num_classes - 1}")
+        check_item_labels(self.items, "audio")
+        if num_classes is not None:
+            for k, (path, y) in enumerate(self.items):
+                if y >= num_classes:
+                    raise ValueError(f"audio item {k} ({path}): the label {y} is outside 0..{num_classes - 1}")
         return num_classes
 
     @classmethod

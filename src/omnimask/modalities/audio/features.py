@@ -11,7 +11,9 @@ module departs from it, on purpose:
   filterbank, so a 44.1 kHz copy of a clip silently gets other features than the 16 kHz one);
 * multi-channel audio is averaged to mono (AudioMAE's filterbank reads channel 0 only);
 * bad files raise :class:`AudioReadError` naming the file and the problem, or are skipped with
-  ``on_error="skip"``; NaN/inf samples are rejected instead of becoming NaN features;
+  ``on_error="skip"``; NaN/inf samples are rejected instead of becoming NaN features, and a WAV
+  cut short (its header promises more frames than the file holds) is rejected instead of being
+  read as the frames present, as libsndfile does;
 * :func:`roll_magnitude` really rolls the waveform: AudioMAE's ``_roll_mag_aug`` draws its shift
   with ``randint(len(waveform))`` on a ``(1, T)`` array, which is always 0, so it only scales.
 
@@ -33,6 +35,7 @@ from __future__ import annotations
 
 import logging
 import os
+import struct
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -47,8 +50,10 @@ from ...data.errors import DataReadError, check_readable_file
 __all__ = [
     "AudioFeatureConfig",
     "AudioReadError",
+    "MAX_TC_CHANNELS",
     "NORM_PRESETS",
     "SOUNDFILE_EXTENSIONS",
+    "as_waveform",
     "downmix",
     "kaldi_fbank",
     "load_audio",
@@ -91,9 +96,47 @@ def _check_file(path: str) -> None:
     check_readable_file(path, AudioReadError, "audio")
 
 
+def _wav_truncation(path: str) -> str | None:
+    """``"truncated: header says N frames, file holds M"`` when a RIFF/RIFX WAVE file's ``data``
+    chunk promises more bytes than the file holds, else None.
+
+    libsndfile reads such a file (an interrupted download or copy) as the frames present, silently.
+    A size of 0 or of at least ``0x7FFFF000`` is a placeholder that streaming writers (ffmpeg, sox
+    writing to a pipe) leave when they cannot seek back, and is not checked; nor are files that are
+    not RIFF WAVE (RF64 keeps the real size in its ``ds64`` chunk), or whose header itself is cut
+    short: soundfile reports those.
+    """
+    size = os.path.getsize(path)
+    with open(path, "rb") as f:
+        head = f.read(12)
+        if len(head) < 12 or head[:4] not in (b"RIFF", b"RIFX") or head[8:12] != b"WAVE":
+            return None
+        endian = "<" if head[:4] == b"RIFF" else ">"
+        block_align, pos = 0, 12
+        while pos + 8 <= size:
+            f.seek(pos)
+            chunk, length = f.read(4), struct.unpack(endian + "I", f.read(4))[0]
+            if chunk == b"fmt ":
+                fmt = f.read(min(length, 16))
+                block_align = struct.unpack(endian + "H", fmt[12:14])[0] if len(fmt) >= 14 else 0
+            elif chunk == b"data":
+                held = size - (pos + 8)
+                if length == 0 or length >= 0x7FFFF000 or length <= held or block_align <= 0:
+                    return None
+                return f"truncated: header says {length // block_align} frames, file holds {held // block_align} frames"
+            pos += 8 + length + (length & 1)  # chunks are padded to an even size
+    return None
+
+
 def _decode_soundfile(path: str) -> tuple[np.ndarray, int]:
     import soundfile as sf  # local import: keeps `import omnimask` light
 
+    try:
+        truncated = _wav_truncation(path)
+    except OSError as e:
+        raise AudioReadError(f"cannot read audio {path}: {_why(e)}") from e
+    if truncated:
+        raise AudioReadError(f"cannot read audio {path}: {truncated} (an interrupted download or copy?)")
     try:
         data, rate = sf.read(path, dtype="float32", always_2d=True)  # (T, C), integers scaled to [-1, 1)
     except Exception as e:  # noqa: BLE001 - LibsndfileError, RuntimeError, TypeError, ...
@@ -139,7 +182,9 @@ def read_audio_file(path: str | os.PathLike[str]) -> tuple[Tensor, int]:
         ``(waveform, sample_rate)``: float32 ``(C, T)`` with ``T >= 1``, full scale [-1, 1].
     Raises:
         AudioReadError: ``cannot read audio <path>: <problem>`` for a missing or empty file, an
-            undecodable one, a container without an audio stream, zero samples, or NaN/inf samples.
+            undecodable one (a truncated FLAC/OGG), a WAV whose header promises more frames than
+            the file holds (``truncated: header says N frames, file holds M frames``), a container
+            without an audio stream, zero samples, or NaN/inf samples.
     """
     path = os.fspath(path)
     _check_file(path)
@@ -322,7 +367,9 @@ class AudioFeatureConfig:
         """One clip -> float32 ``(1, target_length, num_mel_bins)``, normalised.
 
         Args:
-            audio: a file path, or a float waveform in [-1, 1], ``(T,)`` or ``(C, T)`` (averaged to mono).
+            audio: a file path, or a waveform array in any layout and sample type that
+                :func:`as_waveform` accepts (``(T,)``, ``(C, T)`` or ``(T, C)``; float in [-1, 1]
+                or integer PCM), averaged to mono.
             sample_rate: the waveform's rate (required with a waveform; resampled to :attr:`sample_rate`).
         """
         if isinstance(audio, (str, os.PathLike)):
@@ -330,12 +377,70 @@ class AudioFeatureConfig:
         else:
             if sample_rate is None:
                 raise ValueError("audio processor: pass sample_rate= with a waveform array")
-            x = audio.float() if isinstance(audio, Tensor) else torch.from_numpy(np.asarray(audio, dtype=np.float32))
-            if x.dim() not in (1, 2) or x.shape[-1] == 0 or not torch.isfinite(x).all():
-                raise ValueError(f"audio processor: expected a finite, non-empty (T,) or (C, T) waveform, got "
-                                 f"shape {tuple(x.shape)}")  # fmt: skip
-            waveform = resample_waveform(downmix(x.reshape(-1, x.shape[-1])), sample_rate, self.sample_rate)
+            waveform = resample_waveform(downmix(as_waveform(audio)), sample_rate, self.sample_rate)
         return self.finish(self.fbank(waveform))
+
+
+#: A 2-D waveform whose second axis has at most this many entries, and is shorter than the first,
+#: is read as ``(T, C)`` (soundfile's layout); any other 2-D waveform as ``(C, T)``.
+MAX_TC_CHANNELS = 16
+
+
+def _int_scale(dtype: np.dtype) -> tuple[float, float]:
+    """``(offset, scale)`` mapping integer PCM of ``dtype`` to [-1, 1): ``(x - offset) / scale``."""
+    half = float(2 ** (8 * dtype.itemsize - 1))
+    return (half if dtype.kind == "u" else 0.0), half
+
+
+def _float32(audio: Tensor | np.ndarray, what: str) -> Tensor:
+    """Any real array as a float32 tensor, integer PCM scaled (see :func:`as_waveform`)."""
+    if isinstance(audio, Tensor):
+        t = audio.detach().cpu()
+        if t.is_floating_point():
+            return t.float()
+        audio = t if t.is_complex() or t.dtype == torch.bool else t.numpy()
+    a = np.asarray(audio)
+    if a.dtype.kind == "f":
+        return torch.from_numpy(a.astype(np.float32))
+    if a.dtype.kind not in "iu":
+        dtype = str(a.dtype) if not isinstance(audio, Tensor) else str(audio.dtype).removeprefix("torch.")
+        raise ValueError(
+            f"{what}: a waveform must hold real numbers (float in [-1, 1], or integer PCM), got dtype {dtype}"
+        )
+    offset, scale = _int_scale(a.dtype)
+    return torch.from_numpy(((a.astype(np.float64) - offset) / scale).astype(np.float32))
+
+
+def as_waveform(audio: Tensor | np.ndarray, what: str = "audio processor") -> Tensor:
+    """A waveform array as float32 ``(C, T)`` in full scale [-1, 1].
+
+    Layouts: ``(T,)`` (mono), ``(C, T)``, or ``(T, C)`` (soundfile's default), which is recognised
+    when the second axis has at most :data:`MAX_TC_CHANNELS` (16) entries and the first is longer;
+    so ``(16000, 2)`` is 2 channels of 16000 samples and ``(2, 16000)`` is too.
+
+    Sample types: floating point (float16/32/64, bfloat16) is taken as full scale and converted to
+    float32; integers are PCM, divided by their type's full range (int8 / 128, int16 / 32768,
+    int32 / 2**31, int64 / 2**63), unsigned ones centred first (uint8: ``(x - 128) / 128``).
+
+    Raises:
+        ValueError: ``<what>: ...`` naming the shape or dtype: 0-D or more than 2-D arrays, bool,
+            complex or non-numeric dtypes, no samples, NaN/inf samples.
+    """
+    x = _float32(audio, what)
+    if x.dim() == 1:
+        x = x.unsqueeze(0)
+    elif x.dim() == 2 and x.shape[1] <= MAX_TC_CHANNELS and x.shape[0] > x.shape[1]:
+        x = x.T  # (T, C)
+    elif x.dim() != 2:
+        raise ValueError(
+            f"{what}: expected a waveform of shape (T,), (C, T) or (T, C), got a {x.dim()}-D array of shape "
+            f"{tuple(x.shape)}"
+        )
+    if x.shape[1] == 0:
+        raise ValueError(f"{what}: the waveform has no samples (shape {tuple(x.shape)})")
+    if not torch.isfinite(x).all():
+        raise ValueError(f"{what}: the waveform has {int((~torch.isfinite(x)).sum())} NaN/inf samples")
+    return x.contiguous()
 
 
 # ---------------------------------------------------------------- augmentation

@@ -20,6 +20,8 @@ import torch
 import torch.nn.functional as F
 from torch import Tensor
 
+from ...data.errors import split_list_line
+
 __all__ = [
     "AudioListError",
     "Label",
@@ -163,16 +165,18 @@ def read_audio_json(
 def read_audio_list(
     list_file: str | os.PathLike[str], root: str | os.PathLike[str] | None = None
 ) -> list[tuple[str, int]]:
-    """Read a ``<path> <label>`` list, one clip per line (split on the **last** whitespace run, so
-    paths may contain spaces); blank lines and ``#`` comments are skipped. Relative paths are
+    """Read a ``<path> <label>`` list, one clip per line (split on the **last** run of spaces or
+    tabs, so paths may contain spaces; the label must follow); blank lines and ``#`` comments are
+    skipped. Labels are class indices, integers >= 0. Relative paths are
     resolved against ``root`` if given, else the list file's folder.
 
     Returns:
         ``[(path, label), ...]`` in file order, absolute paths.
     Raises:
         FileNotFoundError: no list file.
-        AudioListError: ``<list_file>:<line>: <problem>`` for a line without a label, a label that
-            is not an integer, or a missing audio file; or an empty list.
+        AudioListError: ``<list_file>:<line>: <problem>`` for a line without a label (a path with
+            spaces and no label says so), a label that is not an integer or is negative, or a
+            missing audio file; or an empty list.
     """
     list_file = Path(list_file).expanduser()
     if not list_file.is_file():
@@ -184,14 +188,9 @@ def read_audio_list(
             line = raw.strip()
             if not line or line.startswith("#"):
                 continue
-            where, fields = f"{list_file}:{line_no}", line.rsplit(maxsplit=1)
-            if len(fields) != 2:
-                raise AudioListError(f"{where}: expected '<path> <label>', got {line!r} (no label)")
-            try:
-                label = int(fields[1])
-            except ValueError:
-                raise AudioListError(f"{where}: the label {fields[1]!r} is not an integer (line {line!r})") from None
-            path = _resolve(fields[0], base)
+            where = f"{list_file}:{line_no}"
+            path_str, label = split_list_line(line, where, AudioListError)
+            path = _resolve(path_str, base)
             if not path.exists():
                 raise AudioListError(f"{where}: audio file does not exist: {path}")
             items.append((str(path), label))

@@ -50,7 +50,19 @@ def _features(tokenizer_cfg: dict, processor_cfg: dict) -> Any:
 
 def _build_processor(tokenizer_cfg: dict, processor_cfg: dict) -> Callable[[Any], Tensor]:
     """A file path (wav/flac/...; a video's sound track), or a ``(waveform, sample_rate)`` pair ->
-    ``(1, target_length, num_mel_bins)``: mono, resampled, Kaldi fbank, padded/cut, normalised."""
+    ``(1, target_length, num_mel_bins)``: mono, resampled, Kaldi fbank, padded/cut, normalised.
+
+    The waveform contract (:func:`~omnimask.modalities.audio.features.as_waveform`):
+
+    * layouts ``(T,)``, ``(C, T)`` and ``(T, C)`` (soundfile's default); a 2-D array is ``(T, C)``
+      when its second axis has at most 16 entries and its first is longer (``(16000, 2)`` and
+      ``(2, 16000)`` are both 2 channels of 16000 samples); channels are averaged;
+    * float arrays (float16/32/64) are full scale [-1, 1] and converted to float32; integer arrays
+      are PCM scaled by their dtype's full range (int16 / 32768, int32 / 2**31, uint8 centred:
+      ``(x - 128) / 128``);
+    * anything else (a 0-D or 3-D array, bool, complex, no samples, NaN/inf) is a ValueError naming
+      the shape or dtype.
+    """
     features = _features(tokenizer_cfg, processor_cfg)
 
     def process(sample: Any) -> Tensor:

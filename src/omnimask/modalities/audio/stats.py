@@ -17,9 +17,14 @@ from tqdm.auto import tqdm
 from .features import SOUNDFILE_EXTENSIONS, AudioReadError, kaldi_fbank, load_audio, pad_or_cut
 from .lists import _json_entries, read_audio_list
 
-__all__ = ["compute_audio_stats", "fbank_stats"]
+__all__ = ["AudioStatsError", "compute_audio_stats", "fbank_stats"]
 
 logger = logging.getLogger(__name__)
+
+
+class AudioStatsError(ValueError):
+    """Statistics that cannot be computed or could not normalise (silent clips, no readable clip);
+    the message says why and names a clip. A ValueError, so ``omnimask`` prints it on one line."""
 
 
 def fbank_stats(fbanks: Iterable[Tensor]) -> dict[str, float]:
@@ -92,8 +97,12 @@ def compute_audio_stats(
         on_error: ``"skip"`` leaves unreadable clips out and reports them; ``"raise"`` stops.
     Returns:
         A JSON-serialisable dict: ``mean``, ``std``, ``mean_clip_std``, ``clips``, ``values``,
-        ``sample_rate``, ``num_mel_bins``, ``target_length`` and ``skipped`` (a list of
-        ``{"path", "error"}``).
+        ``sample_rate``, ``num_mel_bins``, ``target_length``, ``skipped`` (a list of
+        ``{"path", "error"}``) and ``silent_clips`` (how many clips were digital silence; a few are
+        logged as a warning).
+    Raises:
+        AudioReadError: an unreadable clip with ``on_error="raise"`` (naming the file).
+        AudioStatsError: every clip is silent (std 0 cannot normalise), or none could be read.
     """
     if on_error not in ("raise", "skip"):
         raise ValueError(f"on_error must be 'raise' or 'skip', got {on_error!r}")
@@ -113,8 +122,36 @@ def compute_audio_stats(
                 skipped.append({"path": path, "error": str(e)})
                 continue
             fb = kaldi_fbank(waveform, sample_rate, num_mel_bins)
+            if fb.numel() and bool(fb.max() == fb.min()):  # digital silence (or a constant): no spread at all
+                silent.append(path)
             yield fb if target_length is None else pad_or_cut(fb, target_length)
 
-    stats = fbank_stats(fbanks())
+    silent: list[str] = []
+    try:
+        stats = fbank_stats(fbanks())
+    except ValueError:
+        if not skipped:
+            raise
+        raise AudioStatsError(
+            f"none of the {len(skipped)} clips could be read (first: {skipped[0]['path']}: {skipped[0]['error']})"
+        ) from None
+    _check_silence(stats, silent)
     return {**stats, "sample_rate": sample_rate, "num_mel_bins": num_mel_bins, "target_length": target_length,
-            "skipped": skipped}  # fmt: skip
+            "skipped": skipped, "silent_clips": len(silent)}  # fmt: skip
+
+
+def _check_silence(stats: dict[str, Any], silent: list[str]) -> None:
+    """Raise :class:`AudioStatsError` when every clip is silent (or the pooled std is 0); warn when
+    some are. Silent clips give one constant filterbank value (Kaldi's energy floor, -15.94), so
+    their std is 0 (or, with ``target_length`` padding, only the spread between that floor and the
+    zero padding): dividing by it cannot normalise anything."""
+    if (silent and len(silent) == stats["clips"]) or not stats["std"] > 1e-6:
+        what = f"the {stats['clips']} clip(s) are silent" + (f" (e.g. {silent[0]})" if silent else "")
+        raise AudioStatsError(
+            f"{what}: every filterbank value is the same (Kaldi's energy floor -15.94 for silence), so their std "
+            "is 0 (any spread left comes from target_length's zero padding) and a std of 0 cannot normalise; "
+            "compute the statistics over clips with sound, or keep a preset (audioset, esc50, speechcommands)"
+        )
+    if silent:
+        logger.warning("%d of %d clips are silent (e.g. %s); they pull the mean toward -15.94 and shrink the std",
+                       len(silent), stats["clips"], silent[0])  # fmt: skip

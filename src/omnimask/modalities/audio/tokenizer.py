@@ -34,7 +34,7 @@ from __future__ import annotations
 from torch import Tensor
 
 from ...backbone.pos_embed import interpolate_table_2d, sincos_2d_audiomae, sincos_2d_mae
-from ..image.tokenizer import _pair
+from ..image.tokenizer import _pair, as_model_dtype
 from ..patches import Patch2dTokenizer
 
 __all__ = ["SpectrogramTokenizer", "POS_EMBEDS", "norm_preset"]
@@ -125,6 +125,10 @@ class SpectrogramTokenizer(Patch2dTokenizer):
             if f % q:
                 raise ValueError(f"audio: {f} mel bins are not divisible by the patch width {q}")
         return t // p, f // q
+
+    def forward(self, x: Tensor, interpolate_pos: bool = False) -> tuple[Tensor, tuple[int, int]]:
+        """Float spectrograms of any precision are cast to the model's dtype; integer ones are an error."""
+        return super().forward(as_model_dtype(x, self.proj.weight.dtype), interpolate_pos)  # type: ignore[return-value]
 
     def positions(self, grid: tuple[int, ...], dim: int) -> Tensor:
         t, f = grid

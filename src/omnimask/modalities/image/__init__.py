@@ -3,7 +3,7 @@ reader, MAE's transforms, reconstruction pictures and the embedded digit images.
 
 from . import spec  # noqa: F401  (registers "image")
 from .embedded import embedded_image_root, render_digit
-from .folder import IMAGE_EXTENSIONS, ImageFolderDataset, load_image
+from .folder import IMAGE_EXTENSIONS, ImageFolderDataset, ImageReadError, load_image
 from .spec import ImageDataConfig
 from .tokenizer import IMAGENET_MEAN, IMAGENET_STD, ImagePatchTokenizer
 from .transforms import denormalize, eval_transform, mae_pretrain_transform
@@ -15,6 +15,7 @@ __all__ = [
     "ImageDataConfig",
     "ImageFolderDataset",
     "ImagePatchTokenizer",
+    "ImageReadError",
     "denormalize",
     "embedded_image_root",
     "eval_transform",

@@ -10,14 +10,17 @@ import logging
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
+import numpy as np
 import torch
-from PIL import Image
+from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
 
-__all__ = ["IMAGE_EXTENSIONS", "ImageFolderDataset", "load_image"]
+from ...data.errors import DataReadError
+
+__all__ = ["IMAGE_EXTENSIONS", "ImageFolderDataset", "ImageReadError", "load_image"]
 
 logger = logging.getLogger(__name__)
 
@@ -25,36 +28,100 @@ IMAGE_EXTENSIONS: tuple[str, ...] = (".png", ".jpg", ".jpeg", ".bmp", ".webp", "
 _MODES = {1: "L", 3: "RGB"}
 
 
-def load_image(path: str | os.PathLike[str], channels: int = 3) -> Image.Image:
-    """Decode a file fully into a PIL image with 1 ("L") or 3 ("RGB") channels.
+class ImageReadError(DataReadError, ValueError):
+    """An image file that cannot be decoded or converted; the message names the file. A
+    ValueError too, which :func:`load_image` has always raised."""
+
+
+_SIXTEEN_BIT = ("I;16", "I;16B", "I;16L", "I;16N", "I")
+_ALPHA = ("LA", "PA", "RGBA")
+
+
+def _to_8bit(im: Image.Image, name: str) -> Image.Image:
+    """A 16-bit image ("I;16*", or "I" holding 0..65535, as PIL opens 16-bit PNG/TIFF) -> "L",
+    ``round(value / 257)``: 65535 -> 255. PIL's own convert clips at 255, so almost every pixel of
+    a 16-bit image would turn white."""
+    a = np.asarray(im)
+    if im.mode == "I" and a.size and (int(a.min()) < 0 or int(a.max()) > 65535):
+        raise ImageReadError(
+            f"cannot use image {name}: a 32-bit integer image with values {int(a.min())}..{int(a.max())} "
+            "(expected 0..65535, 16-bit data); convert it to 8 or 16 bits"
+        )
+    return Image.fromarray(np.round(a.astype(np.float64) / 257.0).astype(np.uint8), "L")
+
+
+def _onto_black(im: Image.Image) -> Image.Image:
+    """An image with alpha ("LA", "PA", "RGBA") composited onto black: ``round(value * alpha / 255)``,
+    returned as "L" or "RGB". Fully transparent pixels become black whatever colour they stored."""
+    a = np.asarray(im.convert("RGBA") if im.mode == "PA" else im).astype(np.float64)
+    out = np.round(a[..., :-1] * (a[..., -1:] / 255.0)).astype(np.uint8)
+    return Image.fromarray(out[..., 0], "L") if out.shape[-1] == 1 else Image.fromarray(out, "RGB")
+
+
+def _normalise_mode(im: Image.Image, name: str) -> Image.Image:
+    """Any decoded mode -> "L" or "RGB" values a viewer would show (see :func:`load_image`)."""
+    if im.mode in _SIXTEEN_BIT:
+        return _to_8bit(im, name)
+    if im.mode == "F":
+        raise ImageReadError(
+            f"cannot use image {name}: a 32-bit floating-point image has no known value range; "
+            "convert it to 8 or 16 bits"
+        )
+    if "transparency" in im.info and im.mode in ("P", "L", "RGB"):  # a transparent palette entry or colour
+        im = im.convert("LA" if im.mode == "L" else "RGBA")
+    if im.mode in _ALPHA:
+        return _onto_black(im)
+    return im if im.mode in ("L", "RGB") else im.convert("RGB")  # P, 1, CMYK, YCbCr, RGBX, La, RGBa, ...
+
+
+def load_image(path: str | os.PathLike[str] | IO[bytes], channels: int = 3) -> Image.Image:
+    """Decode a file fully into a PIL image with 1 ("L") or 3 ("RGB") channels, as a viewer shows it.
+
+    * EXIF orientation is applied (``ImageOps.exif_transpose``): a phone photo stored sideways
+      comes out upright, with its width and height swapped.
+    * 16-bit images (PIL modes "I;16", "I;16B", "I" holding 0..65535) are scaled to 8 bits with
+      ``round(value / 257)``; an "I" image outside 0..65535 and a float ("F") image, whose range is
+      unknown, are errors.
+    * Transparency ("LA", "RGBA", palette images with a transparent entry or alpha) is composited
+      onto **black**: ``round(value * alpha / 255)``, so a fully transparent pixel is 0 whatever
+      colour it stored (the same as dropping alpha for the common files that store black there).
+    * Palette, bilevel, CMYK (JPEG, Adobe-inverted too), YCbCr: PIL's conversion to RGB.
+    * Then RGB -> "L" is PIL's ITU-R 601-2 luma; "L" -> RGB repeats the grey value.
 
     Raises:
-        ValueError: ``cannot decode image <path>: <reason>`` for corrupt, truncated or unreadable
-            files (the PIL/OS exception is chained).
+        ImageReadError (a ValueError): ``cannot decode image <path>: <reason>`` for missing, empty,
+            corrupt, truncated or unreadable files (the PIL/OS exception is chained), or
+            ``cannot use image <path>: ...`` for a value range that cannot be mapped to 8 bits.
     """
     if channels not in _MODES:
         raise ValueError(f"channels must be 1 or 3, got {channels}")
+    name = os.fspath(path) if isinstance(path, (str, os.PathLike)) else "<in-memory image>"
     try:
         with Image.open(path) as im:
             # .load() forces the full decode now; PIL is lazy and would fail later, far from the file.
             im.load()
-            return im.convert(_MODES[channels])
+            upright = ImageOps.exif_transpose(im)
+            return _normalise_mode(upright, name).convert(_MODES[channels])
+    except ImageReadError:
+        raise
     except Exception as e:  # PIL raises OSError, SyntaxError, struct.error, ... for bad files
-        raise ValueError(f"cannot decode image {path}: {type(e).__name__}: {e}") from e
+        raise ImageReadError(f"cannot decode image {name}: {type(e).__name__}: {e}") from e
 
 
 class ImageFolderDataset(Dataset):
     """Images from ``root/<class_name>/**/<file>``; classes are the sorted sub-folder names.
 
-    Each item is ``{"image": x, "label": int, "index": int}`` where ``x`` is ``transform(pil_image)``
-    or, without a transform, a float32 tensor (C, H, W) in [0, 1] with C = ``channels``.
+    Each item is ``{"image": x, "label": int, "index": int, "skipped": int}`` where ``x`` is
+    ``transform(pil_image)`` or, without a transform, a float32 tensor (C, H, W) in [0, 1] with
+    C = ``channels``, and ``skipped`` counts the unreadable files passed over to reach it (the
+    Trainer sums it into ``skipped_samples``). Files are decoded by :func:`load_image`.
 
     Args:
         root: folder holding one sub-folder per class.
         transform: callable applied to the PIL image (e.g. :func:`mae_pretrain_transform`).
         channels: 1 (grey, "L") or 3 ("RGB"); every image is converted to it.
         extensions: accepted file suffixes (case-insensitive).
-        on_error: ``"raise"``: a bad file raises ValueError. ``"skip"``: it is recorded in
+        on_error: ``"raise"``: a bad file raises :class:`ImageReadError` (a ValueError). ``"skip"``: it is recorded in
             :attr:`skipped`, a warning is logged, and the next decodable sample is returned instead
             (its own ``index`` is reported, so the substitution is visible). With DataLoader
             workers, :attr:`skipped` is filled in each worker process, not in the main one.
@@ -130,12 +197,12 @@ class ImageFolderDataset(Dataset):
     def __len__(self) -> int:
         return len(self.samples)
 
-    def _item(self, i: int, img: Image.Image) -> dict[str, Any]:
+    def _item(self, i: int, img: Image.Image, skipped: int = 0) -> dict[str, Any]:
         if self.transform is not None:
             x = self.transform(img)
         else:
             x = TF.to_dtype(TF.to_image(img), torch.float32, scale=True).as_subclass(torch.Tensor)
-        return {"image": x, "label": self.samples[i][1], "index": i}
+        return {"image": x, "label": self.samples[i][1], "index": i, "skipped": skipped}
 
     def __getitem__(self, index: int) -> dict[str, Any]:
         n = len(self.samples)
@@ -156,7 +223,7 @@ class ImageFolderDataset(Dataset):
                     self.skipped.append((path, str(e)))
                 logger.warning("skipping unreadable image %s: %s", path, e)
                 continue
-            return self._item(j, img)
+            return self._item(j, img, skipped=k)
         raise ValueError(f"no decodable image in {self.root}: all {n} files failed (see .skipped)")
 
     def __repr__(self) -> str:

@@ -7,6 +7,7 @@ Tokens are row-major over (h, w) and each patch vector is channel-last ``(p, q, 
 
 from __future__ import annotations
 
+import torch
 from torch import Tensor
 
 from ...backbone.pos_embed import interpolate_table_2d, sincos_2d_mae
@@ -18,6 +19,13 @@ IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
 
+def as_model_dtype(x: Tensor, dtype: torch.dtype) -> Tensor:
+    """``x`` cast to the model's ``dtype`` when it is floating point of another precision (float64
+    from numpy, float16); anything else unchanged, for ``grid`` to reject (integer pixels must be
+    normalised first)."""
+    return x.to(dtype) if x.is_floating_point() and x.dtype != dtype else x
+
+
 def _pair(v: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]:
     t = (v, v) if isinstance(v, int) else tuple(v)
     if len(t) != 2 or not all(isinstance(i, int) and i > 0 for i in t):
@@ -27,6 +35,9 @@ def _pair(v: int | tuple[int, int] | list[int], name: str) -> tuple[int, int]:
 
 class ImagePatchTokenizer(Patch2dTokenizer):
     """(B, C, H, W) images -> (B, h*w, dim) patch tokens plus MAE's 2-D sin-cos positions.
+
+    Inputs of another floating dtype (float64, float16) are cast to the model's; integer inputs are
+    a ValueError (normalise the pixels first).
 
     Args:
         dim: encoder width.
@@ -75,6 +86,10 @@ class ImagePatchTokenizer(Patch2dTokenizer):
             if h % self.patch_size[0] or w % self.patch_size[1]:
                 raise ValueError(f"image: size {h}x{w} is not divisible by the patch size {self.patch_size}")
         return h // self.patch_size[0], w // self.patch_size[1]
+
+    def forward(self, x: Tensor, interpolate_pos: bool = False) -> tuple[Tensor, tuple[int, int]]:
+        """Float inputs of any precision are cast to the model's dtype; integer ones are an error."""
+        return super().forward(as_model_dtype(x, self.proj.weight.dtype), interpolate_pos)  # type: ignore[return-value]
 
     def positions(self, grid: tuple[int, ...], dim: int) -> Tensor:
         table = sincos_2d_mae(dim, self.base_grid)

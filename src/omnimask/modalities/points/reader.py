@@ -43,7 +43,7 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
-from ...data.errors import DataReadError, check_readable_file, read_with_policy
+from ...data.errors import DataReadError, check_item_labels, check_readable_file, read_with_policy
 
 __all__ = [
     "POINT_EXTENSIONS",
@@ -448,6 +448,7 @@ class PointCloudDataset(Dataset):
             if int(value) != value or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         self.items = [(os.fspath(p), int(label)) for p, label in items]
+        check_item_labels(self.items, "point cloud")
         if not self.items:
             raise ValueError("PointCloudDataset needs at least one (path, label) item")
         self.num_points = int(num_points)

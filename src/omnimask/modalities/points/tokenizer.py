@@ -160,7 +160,11 @@ class PointGroupTokenizer(Tokenizer):
         return (self.num_groups,)
 
     def group(self, x: Tensor) -> tuple[Tensor, Tensor]:
-        """(B, N, 3) -> ``(groups (B, G, k, 3) relative to their centres, centres (B, G, 3))``."""
+        """(B, N, 3) -> ``(groups (B, G, k, 3) relative to their centres, centres (B, G, 3))``.
+        Float coordinates of another precision (float64, float16) are cast to the model's dtype."""
+        dtype = self.pos_embed[0].weight.dtype
+        if x.is_floating_point() and x.dtype != dtype:  # integer coordinates: grid() raises
+            x = x.to(dtype)
         self.grid(x)
         idx = farthest_point_sample(
             x, self.num_groups, start=self.fps_start, min_norm_sq=self.fps_min_norm_sq, ties=self.fps_ties

@@ -29,7 +29,7 @@ import torch
 from torch import Tensor
 from torch.utils.data import Dataset
 
-from ...data.errors import DataReadError, check_readable_file, read_with_policy
+from ...data.errors import DataReadError, check_item_labels, check_readable_file, read_with_policy, split_list_line
 from ..image.transforms import IMAGENET_MEAN, IMAGENET_STD, _mean_std, _size
 from .transforms import (
     VIDEOMAE_SCALES,
@@ -66,7 +66,8 @@ def read_video_list(
 ) -> list[tuple[str, int]]:
     """Read a VideoMAE-style list file: one ``<path> <label>`` per line, space-delimited.
 
-    Each line is split on its **last** run of whitespace, so paths may contain spaces. Blank lines
+    Each line is split on its **last** run of spaces or tabs, so paths may contain spaces (the
+    label must follow them); labels are class indices, integers >= 0. Blank lines
     and lines whose first non-blank character is ``#`` are skipped. Relative paths are resolved
     against ``root`` if given, else against the folder holding the list file.
 
@@ -74,8 +75,9 @@ def read_video_list(
         ``[(path, label), ...]`` in file order; paths are absolute strings.
     Raises:
         FileNotFoundError: the list file does not exist.
-        VideoListError: ``<list_file>:<line>: <problem>`` for a line without a label, a label that
-            is not an integer, or a video file that does not exist; or an empty list.
+        VideoListError: ``<list_file>:<line>: <problem>`` for a line without a label (a path with
+            spaces and no label says so), a label that is not an integer or is negative, or a video
+            file that does not exist; or an empty list.
     """
     list_file = Path(list_file).expanduser()
     if not list_file.is_file():
@@ -88,17 +90,8 @@ def read_video_list(
             line = raw.strip()
             if not line or line.startswith("#"):
                 continue
-            fields = line.rsplit(maxsplit=1)
             where = f"{list_file}:{line_no}"
-            if len(fields) != 2:
-                raise VideoListError(f"{where}: expected '<path> <label>', got {line!r} (no label)")
-            path_str, label_str = fields
-            try:
-                label = int(label_str)
-            except ValueError:
-                raise VideoListError(
-                    f"{where}: the label {label_str!r} is not an integer (line {line!r}; expected '<path> <label>')"
-                ) from None
+            path_str, label = split_list_line(line, where, VideoListError)
             path = Path(path_str).expanduser()
             if not path.is_absolute():
                 path = base / path
@@ -304,6 +297,7 @@ class VideoDataset(Dataset):
             if int(value) != value or value < low:
                 raise ValueError(f"{name} must be an integer >= {low}, got {value!r}")
         self.items = [(os.fspath(p), int(label)) for p, label in items]
+        check_item_labels(self.items, "video")
         if not self.items:
             raise ValueError("VideoDataset needs at least one (path, label) item")
         self.num_frames, self.stride, self.sampling = int(num_frames), int(stride), sampling

@@ -16,7 +16,7 @@ from torch import Tensor, nn
 
 from ...backbone.pos_embed import interpolate_table_3d, sincos_1d_interleaved, sincos_3d_separable
 from ..base import Tokenizer
-from ..image.tokenizer import _pair
+from ..image.tokenizer import _pair, as_model_dtype
 
 __all__ = ["VideoTubeTokenizer", "POS_EMBEDS"]
 
@@ -133,6 +133,7 @@ class VideoTubeTokenizer(Tokenizer):
         return interpolate_table_3d(self._table((t, bh, bw), dim), (t, bh, bw), (t, h, w))
 
     def forward(self, x: Tensor, interpolate_pos: bool = False) -> tuple[Tensor, tuple[int, int, int]]:
+        x = as_model_dtype(x, self.proj.weight.dtype)  # float64/float16 clips: cast; integers: grid() raises
         grid = self.grid(x, interpolate_pos)
         tokens = rearrange(self.proj(self.as_clip(x)), "b d t h w -> b (t h w) d")
         pos = self.pos_embed if grid == self.base_grid else self.positions(grid, self.dim).to(tokens.device)
