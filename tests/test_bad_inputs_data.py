@@ -137,7 +137,7 @@ def _cli(argv: list[str]) -> Any:
     with redirect_stdout(out), redirect_stderr(err):
         rc = cli_main(argv)
     errors = [line for line in err.getvalue().splitlines() if line.startswith("error:")]
-    if rc == 2 and len(errors) == 1 and "Traceback" not in err.getvalue():
+    if rc in (2, 3) and len(errors) == 1 and "Traceback" not in err.getvalue():  # usage / data error
         raise CliFailure(errors[0])
     if rc != 0:
         raise RuntimeError(f"exit {rc}: {err.getvalue()[-500:]}")

@@ -86,7 +86,7 @@ def test_recipe_reads_a_path_label_list_and_names_or_counts_a_broken_file(tmp_pa
         "train.batch_size=5",
         "train.max_steps=1",
     ]
-    assert recipe_main(args) == 2
+    assert recipe_main(args) == 3  # a data error (docs/cli.md#exit-codes)
     assert "empty.wav" in capsys.readouterr().err
     assert recipe_main(args + ["data.audio.on_error=skip"]) == 0
     assert json.loads((tmp_path / "run" / "summary.json").read_text())["skipped_samples"] >= 1

@@ -90,7 +90,7 @@ def test_bad_cloud_stops_with_its_name_or_is_counted(tmp_path, capsys):
         "train.max_steps=2",
         "train.batch_size=4",
     ]
-    assert recipe_main(args) == 2
+    assert recipe_main(args) == 3  # a data error (docs/cli.md#exit-codes)
     err = capsys.readouterr().err
     assert "2.npy" in err and "on_error=skip" in err
     assert recipe_main(args + ["data.points.on_error=skip"]) == 0

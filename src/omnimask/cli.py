@@ -5,6 +5,11 @@ omnimask train RECIPE [--config F] [--resume] [key=value ...]   run recipes/RECI
 omnimask convert --from hf-vitmae SRC DST      convert a reference checkpoint
 omnimask data [--root DIR] [--parts PART ...]       build (or locate) the embedded dataset
 omnimask audio-stats LIST [--num-mel-bins N] ...    fbank mean/std of your audio (for processor.mean/std)
+
+Exit codes (docs/cli.md): 0 done; 1 training stopped on a non-finite loss; 2 a usage or configuration
+error; 3 a data error (an input that cannot be read); 4 an I/O error (a checkpoint or output that
+cannot be written or read). Errors print as one ``error:`` line naming the file, key or step;
+``omnimask --debug ...`` (or ``OMNIMASK_DEBUG=1``) raises them with the traceback instead.
 """
 
 from __future__ import annotations
@@ -17,18 +22,72 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-__all__ = ["main", "recipes_dir", "list_recipes"]
+__all__ = [
+    "main",
+    "recipes_dir",
+    "list_recipes",
+    "exit_code",
+    "error_line",
+    "debug_enabled",
+    "EXIT_OK",
+    "EXIT_NON_FINITE",
+    "EXIT_USAGE",
+    "EXIT_DATA",
+    "EXIT_IO",
+]
+
+EXIT_OK = 0
+EXIT_NON_FINITE = 1  # training stopped on a non-finite loss (the last good checkpoint is kept)
+EXIT_USAGE = 2  # bad arguments or configuration: unknown key/name, a path that does not exist
+EXIT_DATA = 3  # an input that exists but cannot be read (sample files, a source checkpoint to convert)
+EXIT_IO = 4  # a checkpoint or output that cannot be written or read (disk full, damaged checkpoint)
+
+
+def debug_enabled() -> bool:
+    """``OMNIMASK_DEBUG`` is set to something other than ``0``/``false``/``no``: raise, show tracebacks."""
+    return os.environ.get("OMNIMASK_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
+
+
+def exit_code(err: BaseException) -> int | None:
+    """The documented exit status for a user-facing error, or None for a bug (let it raise)."""
+    from .convert import SourceReadError
+    from .data.errors import DataReadError
+    from .training import CheckpointError, NonFiniteLossError
+
+    if isinstance(err, NonFiniteLossError):
+        return EXIT_NON_FINITE
+    if isinstance(err, (DataReadError, SourceReadError)):
+        return EXIT_DATA
+    if isinstance(err, CheckpointError):
+        return EXIT_IO
+    if isinstance(err, (ValueError, KeyError, FileNotFoundError, NotADirectoryError)):  # ConfigError too
+        return EXIT_USAGE
+    if isinstance(err, OSError):  # disk full, permissions, read-only file system
+        return EXIT_IO
+    return None
+
+
+def error_line(err: BaseException) -> str:
+    """``err``'s message on one line (a KeyError's without the quotes ``str`` adds)."""
+    text = err.args[0] if isinstance(err, KeyError) and len(err.args) == 1 else str(err)
+    text = " ".join(line.strip() for line in str(text).splitlines() if line.strip())
+    return text or type(err).__name__
 
 
 def recipes_dir() -> Path:
-    """Where the recipe scripts live: ``$OMNIMASK_RECIPES``, else the source checkout's ``recipes/``."""
+    """Where the recipe scripts live: ``$OMNIMASK_RECIPES``, else the copy packaged in the wheel
+    (``omnimask/_recipes/``), else the source checkout's ``recipes/`` (an editable install).
+
+    In a checkout ``src/omnimask/_recipes`` is a symlink to ``recipes/`` (that is how the build packages it,
+    see pyproject.toml); resolving it keeps the paths ``omnimask list`` prints the repository's own.
+    """
     env = os.environ.get("OMNIMASK_RECIPES")
     if env:
         return Path(env)
     here = Path(__file__).resolve()
     for candidate in (here.parent / "_recipes", here.parents[2] / "recipes"):
         if candidate.is_dir():
-            return candidate
+            return candidate.resolve()
     raise FileNotFoundError(
         "cannot find the recipes folder; set OMNIMASK_RECIPES to the repository's recipes/ directory"
     )
@@ -110,12 +169,17 @@ def _cmd_train(args: argparse.Namespace, rest: list[str]) -> int:
     root = recipes_dir()
     script = root / f"{args.recipe}.py"
     if not script.is_file():
-        raise SystemExit(f"error: unknown recipe {args.recipe!r}; available: {sorted(list_recipes())}")
-    sys.argv = [str(script), *rest]
+        raise ValueError(f"unknown recipe {args.recipe!r}; available: {sorted(list_recipes())}")
+    argv, sys.argv = sys.argv, [str(script), *rest]
     try:
         runpy.run_path(str(script), run_name="__main__")
     except SystemExit as exit_:
-        return int(exit_.code or 0) if not isinstance(exit_.code, str) else 1
+        if isinstance(exit_.code, str):  # sys.exit("message"): what the interpreter would print
+            print(exit_.code, file=sys.stderr)
+            return 1
+        return int(exit_.code or 0)
+    finally:
+        sys.argv = argv
     return 0
 
 
@@ -129,9 +193,14 @@ def _cmd_data(args: argparse.Namespace) -> int:
 
 def main(argv: Sequence[str] | None = None) -> int:
     from .commands import COMMANDS
-    from .convert.cli import add_convert_parser, run_convert
+    from .convert.cli import add_convert_parser
 
-    parser = argparse.ArgumentParser(prog="omnimask", description="Masked-modeling pretraining for every modality.")
+    parser = argparse.ArgumentParser(
+        prog="omnimask",
+        description="Masked-modeling pretraining for every modality.",
+        epilog="exit codes: 0 done, 1 non-finite loss, 2 usage/config error, 3 data error, 4 I/O error",
+    )
+    parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True)
     sub.add_parser("list", help="registered components and recipes")
     train = sub.add_parser(
@@ -150,22 +219,45 @@ def main(argv: Sequence[str] | None = None) -> int:
     for name in COMMANDS.names():  # added by modality packages (audio-stats) and plugins
         command = commands[name] = COMMANDS.get(name)
         command.add_arguments(sub.add_parser(name, help=command.help))
+    for action in sub.choices.values():  # `omnimask convert ... --debug` works too
+        action.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
     args, rest = parser.parse_known_args(argv)
+    if args.command != "train" and rest:
+        parser.error(f"unrecognized arguments: {' '.join(rest)}")
+    debug = args.debug or debug_enabled()
+    saved = os.environ.get("OMNIMASK_DEBUG")
+    if debug:  # the recipe runners read it
+        os.environ["OMNIMASK_DEBUG"] = "1"
+    try:
+        return _run_command(args, rest, commands)
+    except Exception as err:
+        code = exit_code(err)
+        if debug or code is None:  # a traceback when asked for, or for a bug
+            raise
+        print(f"error: {error_line(err)}", file=sys.stderr)
+        return code
+    finally:
+        if debug and saved is None:
+            os.environ.pop("OMNIMASK_DEBUG", None)
+        elif debug:
+            os.environ["OMNIMASK_DEBUG"] = saved  # type: ignore[assignment]
+
+
+_DEBUG_HELP = "show the full traceback of an error instead of one line (also: OMNIMASK_DEBUG=1)"
+
+
+def _run_command(args: argparse.Namespace, rest: list[str], commands: dict) -> int:
+    from .convert.cli import run_convert
+
     if args.command == "train":
         return _cmd_train(args, rest)
-    if rest:
-        parser.error(f"unrecognized arguments: {' '.join(rest)}")
-    try:
-        if args.command == "list":
-            return _cmd_list(args)
-        if args.command == "convert":
-            return run_convert(args)
-        if args.command == "data":
-            return _cmd_data(args)
-        return commands[args.command].run(args)
-    except (KeyError, ValueError, FileNotFoundError, NotADirectoryError) as err:
-        print(f"error: {err}", file=sys.stderr)
-        return 2
+    if args.command == "list":
+        return _cmd_list(args)
+    if args.command == "convert":
+        return run_convert(args)
+    if args.command == "data":
+        return _cmd_data(args)
+    return commands[args.command].run(args)
 
 
 if __name__ == "__main__":

@@ -6,6 +6,9 @@ returns the directory it wrote, which :meth:`omnimask.OmniMaskForPreTraining.fro
 ``OmniMaskModel``) then loads. ``src`` is usually a checkpoint directory; formats whose checkpoints
 are single files (``videomae``) also accept the file.
 
+A converter whose first parameter is named ``src_dir`` reads directories only (transformers'
+``save_pretrained`` folders); :func:`convert` refuses a file for it, saying so.
+
 Options are keyword arguments a converter declares in its signature (e.g. ``num_frames`` for
 ``videomae``, whose files hold no config); :func:`convert` rejects an option the format does not
 declare before anything is read, naming it and the accepted ones.
@@ -21,13 +24,24 @@ from __future__ import annotations
 import difflib
 import inspect
 import os
+import pickle
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
+from safetensors import SafetensorError
+
 from ..registry import Registry, discoverer
 
-__all__ = ["CONVERTERS", "Converter", "ConversionError", "convert", "available_formats", "format_options"]
+__all__ = [
+    "CONVERTERS",
+    "Converter",
+    "ConversionError",
+    "SourceReadError",
+    "convert",
+    "available_formats",
+    "format_options",
+]
 
 #: The signature every converter has: source, destination directory (+ its options) -> destination.
 Converter = Callable[..., Path]
@@ -41,6 +55,11 @@ CONVERTERS: Registry[Converter] = Registry(
 
 class ConversionError(ValueError):
     """A source checkpoint cannot be converted faithfully; the message names the file, key or field."""
+
+
+class SourceReadError(ConversionError):
+    """A source file cannot be read at all (empty, truncated, not a checkpoint, or holding objects a
+    weights-only load refuses); the message names the file. ``omnimask convert`` exits 3 on it."""
 
 
 def available_formats() -> list[str]:
@@ -77,8 +96,9 @@ def convert(fmt: str, src: str | os.PathLike, dst: str | os.PathLike, **options:
 
     Raises:
         KeyError: ``fmt`` is not registered (the message lists the registered formats).
-        ConversionError: an option the format does not accept (named), or the source cannot be
-            converted faithfully.
+        ConversionError: an option the format does not accept (named), a file given to a format
+            that converts directories, or a source that cannot be converted faithfully.
+        SourceReadError: a source file is empty, truncated or not a checkpoint (named).
     """
     converter = CONVERTERS.get(fmt)  # KeyError naming the registered formats
     _check_options(fmt, options)
@@ -86,4 +106,15 @@ def convert(fmt: str, src: str | os.PathLike, dst: str | os.PathLike, **options:
     # Writing into the source would overwrite its config.json before anything is verified.
     if src_path.exists() and dst_path.exists() and src_path.resolve() == dst_path.resolve():
         raise ConversionError(f"destination {dst_path} is the source directory; choose another output directory")
-    return converter(src_path, dst_path, **options)
+    if src_path.is_file() and next(iter(inspect.signature(converter).parameters), None) == "src_dir":
+        raise ConversionError(
+            f"format {fmt!r} converts a checkpoint directory (config.json + model.safetensors or pytorch_model.bin), "
+            f"but {src_path} is a file; pass the directory that holds it ({src_path.parent})"
+        )
+    try:
+        return converter(src_path, dst_path, **options)
+    except (SafetensorError, EOFError, pickle.UnpicklingError) as err:
+        # A converter that reads weights itself (not through _common.read_checkpoint_file).
+        from ._common import unreadable_source
+
+        raise unreadable_source(src_path, err) from err

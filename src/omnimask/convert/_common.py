@@ -11,12 +11,13 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError, safe_open
 from safetensors.torch import load_file
 from torch import Tensor
 
 from ..model_config import OmniMaskConfig
 from ..models import OmniMaskForPreTraining, OmniMaskModel
-from . import ConversionError
+from . import ConversionError, SourceReadError
 
 __all__ = [
     "Target",
@@ -25,6 +26,7 @@ __all__ = [
     "write_checkpoint",
     "official_file",
     "read_checkpoint_file",
+    "unreadable_source",
     "unwrap_state",
     "load_state_file",
     "block_count",
@@ -141,21 +143,78 @@ def official_file(src: Path, suffixes: Sequence[str] = WEIGHT_SUFFIXES) -> Path:
     return found[0]
 
 
+def _first_line(err: BaseException, limit: int = 200) -> str:
+    text = next((line.strip() for line in str(err).splitlines() if line.strip()), "")
+    text = f"{type(err).__name__}: {text}" if text else type(err).__name__
+    if len(text) > limit and ". " in text[:limit]:  # torch's long explanations: the first sentence
+        return text[: text.index(". ") + 1]
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _refused_global(err: pickle.UnpicklingError) -> str | None:
+    """The class a weights-only load refused (``argparse.Namespace``), if that is why it failed."""
+    found = re.search(r"Unsupported global: GLOBAL (\S+)", str(err))
+    return found.group(1) if found else None
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """Why ``path`` is not a readable safetensors file (header and sizes checked), or None."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            f.keys()
+    except (SafetensorError, OSError) as err:
+        return _first_line(err)
+    return None
+
+
+def unreadable_source(src: Path, err: BaseException) -> ConversionError:
+    """The error for a converter that failed to read a weights file somewhere under ``src``:
+    it names the damaged safetensors files when it can find them."""
+    files = sorted(src.glob("*.safetensors")) if src.is_dir() else [src]
+    bad = [f"{p} ({problem})" for p in files if (problem := _safetensors_problem(p))]
+    where = "; ".join(bad) if bad else f"{src} ({_first_line(err)})"
+    return SourceReadError(f"cannot read the source checkpoint: {where}; the file is truncated or corrupt")
+
+
 def read_checkpoint_file(path: Path, wrapper_hint: str = "model", allowed: Sequence[type] = ()) -> Any:
     """The object stored in a checkpoint file, loaded safely.
 
     ``.pth``/``.bin`` files are read with ``torch.load(weights_only=True)`` (nothing in the file can
     run code); ``allowed`` lists extra classes the file may hold (e.g. ``argparse.Namespace``).
+
+    Raises:
+        SourceReadError: the file is empty, truncated, not a checkpoint at all, or holds objects that a
+            weights-only load refuses (the message names the file and which of these it is).
     """
+    if path.stat().st_size == 0:
+        raise SourceReadError(f"{path} is empty (0 bytes), not a checkpoint; was a download or copy interrupted?")
     if path.name.endswith(".safetensors"):
-        return load_file(str(path))
+        try:
+            return load_file(str(path))
+        except SafetensorError as err:
+            raise SourceReadError(f"{path} is not a readable safetensors file: truncated or corrupt ({err})") from None
+    with path.open("rb") as f:
+        head = f.read(16)
+    # torch.save writes a zip archive ("PK\x03\x04"); its legacy format is a protocol-2 pickle ("\x80\x02").
+    if not head.startswith(b"PK\x03\x04") and not head.startswith(b"\x80"):
+        raise SourceReadError(
+            f"{path} is not a PyTorch checkpoint (neither a torch.save zip archive nor a pickle; it starts with "
+            f"{head!r}); expected {', '.join(WEIGHT_SUFFIXES)} weights"
+        )
     try:
         with torch.serialization.safe_globals(list(allowed)):
             return torch.load(path, weights_only=True, map_location="cpu")
     except pickle.UnpicklingError as err:
-        raise ConversionError(
-            f"{path} holds objects that a weights-only load refuses ({str(err).splitlines()[0]}); re-save just its "
-            f"state dict, e.g. torch.save({{'{wrapper_hint}': ckpt['{wrapper_hint}']}}, path), from a file you trust"
+        refused = _refused_global(err)
+        if refused is None:
+            raise SourceReadError(f"{path} is truncated or corrupt ({_first_line(err)})") from None
+        raise SourceReadError(
+            f"{path} holds objects that a weights-only load refuses ({refused}); re-save just its state dict, e.g. "
+            f"torch.save({{'{wrapper_hint}': ckpt['{wrapper_hint}']}}, path), from a file you trust"
+        ) from None
+    except Exception as err:  # noqa: BLE001 - torch.load raises many types for damaged files
+        raise SourceReadError(
+            f"{path} is truncated or corrupt: not readable as a PyTorch checkpoint ({_first_line(err)})"
         ) from None
 
 

@@ -48,6 +48,11 @@ def add_convert_parser(subparsers: Any) -> argparse.ArgumentParser:
         "convert",
         help="convert another framework's checkpoint into an omnimask checkpoint",
         description="Convert a checkpoint directory into an omnimask checkpoint (config.json + model.safetensors).",
+        epilog=(
+            "exit status: 0 converted; 2 usage error (unknown format or option, a source that does not exist, "
+            "a file for a format that converts directories); 3 the source cannot be read (empty, truncated, "
+            "not a checkpoint, objects a weights-only load refuses); 4 DST cannot be written"
+        ),
     )
     # ``from`` is a Python keyword, hence dest="fmt".
     parser.add_argument(
@@ -81,7 +86,11 @@ def _parameter_count(checkpoint: Path) -> int:
 
 
 def run_convert(args: argparse.Namespace) -> int:
-    """Run the conversion and print a one-line summary; returns the exit status."""
+    """Run the conversion and print a one-line summary; returns the exit status.
+
+    Errors propagate (``ConversionError``, ``SourceReadError``...): ``omnimask.cli.main`` turns them
+    into one ``error:`` line and the documented exit status.
+    """
     options: dict[str, object] = {}
     for key, value in getattr(args, "options", None) or []:
         if key in options:

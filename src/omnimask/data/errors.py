@@ -18,6 +18,9 @@ class DataReadError(RuntimeError):
     runner reports any of them as a one-line error.
     """
 
+    #: True when ``on_error: skip`` already ran and gave up (so the hint to set it is not given).
+    after_skipping: bool = False
+
 
 def read_with_policy(
     items: Sequence[tuple[str, Any]],
@@ -58,9 +61,9 @@ def read_with_policy(
             continue
         return j, label, value, failures
     why = f"every {what}" if failures == n else f"{failures} consecutive {what}s"
-    raise error(
-        f"giving up at index {index}: {why} failed to read (from {items[index][0]}); last error: {last}"
-    ) from last
+    err = error(f"giving up at index {index}: {why} failed to read (from {items[index][0]}); last error: {last}")
+    err.after_skipping = True  # the skip policy ran and gave up: suggesting it would be wrong
+    raise err from last
 
 
 def check_readable_file(

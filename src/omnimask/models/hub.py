@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_file
 
 from ..model_config import OmniMaskConfig
@@ -87,6 +88,22 @@ def read_config(directory: Path) -> OmniMaskConfig:
     return OmniMaskConfig.from_dict(raw)
 
 
+def read_weights(path: Path) -> dict[str, torch.Tensor]:
+    """The tensors in the safetensors file ``path``.
+
+    Raises:
+        CheckpointError: the file is empty, truncated or not a safetensors file (the message names it).
+    """
+    try:
+        return load_file(str(path))
+    except (SafetensorError, OSError) as err:
+        from ..training.checkpoint import CheckpointError  # lazy: training imports the models
+
+        size = path.stat().st_size if path.is_file() else 0
+        what = "is empty (0 bytes)" if size == 0 else f"is truncated or corrupt ({size} bytes; {err})"
+        raise CheckpointError(f"{path} {what}; save or download the checkpoint again") from err
+
+
 class HubMixin:
     """Adds ``save_pretrained`` and ``from_pretrained`` to an ``nn.Module`` built from a config."""
 
@@ -147,6 +164,9 @@ class HubMixin:
             strict: missing/unexpected tensors are errors (default).
             dtype: cast the loaded model (e.g. ``torch.bfloat16``); ``torch_dtype`` is accepted too.
             device: move the loaded model.
+
+        Raises:
+            CheckpointError: ``model.safetensors`` is empty, truncated or corrupt (named).
         """
         if model_args:
             raise TypeError(f"{cls.__name__}.from_pretrained takes no extra positional arguments, got {model_args}")
@@ -163,7 +183,7 @@ class HubMixin:
             found = sorted(p.name for p in directory.iterdir())
             raise FileNotFoundError(f"{weights} not found (directory holds {found}); omnimask reads safetensors only")
         model = cls(config)  # type: ignore[call-arg]
-        state = cls._adapt_state_dict(load_file(str(weights)), directory)
+        state = cls._adapt_state_dict(read_weights(weights), directory)
         own = model.state_dict()
         bad_shapes = [
             f"{k}: checkpoint {tuple(v.shape)} vs model {tuple(own[k].shape)}"

@@ -5,12 +5,12 @@ from __future__ import annotations
 
 import argparse
 import logging
-import os
 import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
+from ..cli import EXIT_NON_FINITE, debug_enabled, error_line, exit_code, recipes_dir
 from ..data.errors import DataReadError
 from ..data.sources import SOURCES
 from ..data.wrappers import RenamedKeys
@@ -18,7 +18,7 @@ from ..modalities import MODALITIES
 from ..model_config import OmniMaskConfig
 from ..registry import ConfigError, check_keys
 from ..run_config import from_dict
-from ..training import CheckpointError, NonFiniteLossError
+from ..training import NonFiniteLossError
 
 __all__ = ["data_configs", "build_dataset", "find_config", "runner_main"]
 
@@ -62,8 +62,6 @@ def find_config(path: str | Path) -> Path:
     p = Path(path)
     if p.is_file() or p.is_absolute():
         return p
-    from ..cli import recipes_dir
-
     try:
         alt = recipes_dir() / p
     except FileNotFoundError:
@@ -83,8 +81,10 @@ def runner_main(
     """Parse ``[--config F] [--resume] [--resume-from DIR] [key=value ...]`` and call
     ``run(config path, overrides, resume)``.
 
-    Exit codes: 0 done; 2 a configuration or data error (one ``error:`` line naming the key or
-    file; ``OMNIMASK_DEBUG=1`` shows the traceback); 1 training stopped on a non-finite loss.
+    Exit codes (:func:`omnimask.cli.exit_code`, docs/cli.md): 0 done; 1 training stopped on a
+    non-finite loss; 2 a configuration error; 3 a data error (an unreadable sample file); 4 a
+    checkpoint or output that cannot be written or read (disk full). Each prints one line naming the
+    key, file or step; ``OMNIMASK_DEBUG=1`` (``omnimask --debug``) raises with the traceback instead.
     """
     parser = argparse.ArgumentParser(prog=prog, description=description)
     parser.add_argument("--config", default=default_config, required=default_config is None, help="recipe YAML")
@@ -103,20 +103,20 @@ def runner_main(
     resume = getattr(args, "resume_from", None) or args.resume
     try:
         run(find_config(args.config), list(args.overrides), resume)
-    except DataReadError as err:
-        if os.environ.get("OMNIMASK_DEBUG"):
-            raise
-        print(
-            f"error: {err}\n(set data.<modality>.on_error=skip to skip unreadable files and count them)",
-            file=sys.stderr,
-        )
-        return 2
-    except (ConfigError, KeyError, FileNotFoundError, ValueError, CheckpointError) as err:
-        if os.environ.get("OMNIMASK_DEBUG"):  # show the traceback when chasing a bug
-            raise
-        print(f"error: {err}", file=sys.stderr)
-        return 2
     except NonFiniteLossError as err:
-        print(f"training stopped: {err}", file=sys.stderr)
-        return 1
+        print(f"training stopped: {error_line(err)}", file=sys.stderr)
+        return EXIT_NON_FINITE
+    except Exception as err:
+        code = exit_code(err)
+        if code is None or debug_enabled():  # a bug, or a traceback asked for
+            raise
+        print(f"error: {error_line(err)}{_hint(err)}", file=sys.stderr)
+        return code
     return 0
+
+
+def _hint(err: BaseException) -> str:
+    """What to do about an unreadable sample, unless the skip policy already ran and gave up."""
+    if isinstance(err, DataReadError) and not err.after_skipping:
+        return "; set data.<modality>.on_error=skip to skip unreadable files and count them"
+    return ""

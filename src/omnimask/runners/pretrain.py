@@ -57,8 +57,12 @@ class RecipeConfig:
 
     @cached_property
     def model_config(self) -> OmniMaskConfig:
-        """The validated, completed model config (built once per run)."""
-        return OmniMaskConfig(**self.model)
+        """The validated, completed model config (built once per run); errors name the recipe key."""
+        try:
+            return OmniMaskConfig(**self.model)
+        except ConfigError as err:
+            text = str(err)
+            raise ConfigError(text if text.startswith("model.") else f"model.{text}") from None
 
     @cached_property
     def data_configs(self) -> dict[str, Any]:
@@ -174,11 +178,14 @@ def _datasets(cfg: RecipeConfig, keys: list[str]) -> tuple[Any, Any, Any]:
             raise ConfigError(f"data: this runner trains on one dataset, got sections {list(cfg.data_configs)}")
         source = SOURCES.get(sources[0])
         src_cfg = cfg.data_configs[sources[0]]
-        return (
-            source.build(src_cfg, config.modalities, "train"),
-            source.build(src_cfg, config.modalities, "val"),
-            source,
-        )
+        train_set = source.build(src_cfg, config.modalities, "train")
+        try:
+            return train_set, source.build(src_cfg, config.modalities, "val"), source
+        except ValueError as err:
+            if cfg.eval.enabled:
+                raise
+            log.info("reconstruction pictures use the first training samples (%s)", err)
+            return train_set, _first_items(train_set, 8), source
     if len(keys) > 1:
         raise ConfigError("this runner trains on one dataset: give paired data (data.pairs), or one modality")
     train_set = build_dataset(config, cfg.data_configs, keys[0], "train")
@@ -189,6 +196,16 @@ def _datasets(cfg: RecipeConfig, keys: list[str]) -> tuple[Any, Any, Any]:
     except ValueError as err:
         log.info("reconstruction pictures use training samples (%s)", err)
         return train_set, build_dataset(config, cfg.data_configs, keys[0], "train_eval"), None
+
+
+def _first_items(dataset: Any, n: int) -> list:
+    """The first ``n`` items of a dataset that streams (for pictures)."""
+    items = []
+    for item in dataset:
+        items.append(item)
+        if len(items) == n:
+            break
+    return items
 
 
 def run(cfg: RecipeConfig, resume: bool | str = False) -> dict[str, Any]:
@@ -209,9 +226,9 @@ def run(cfg: RecipeConfig, resume: bool | str = False) -> dict[str, Any]:
     trainer = Trainer(model, train_set, cfg.train, cfg.optim, hooks=[hook])
     params = sum(p.numel() for p in model.parameters())
     log.info(
-        "model: %.2fM parameters; %d training samples; %d optimizer steps",
+        "model: %.2fM parameters; %s training samples; %d optimizer steps",
         params / 1e6,
-        len(train_set),
+        len(train_set) if hasattr(train_set, "__len__") else "streamed",
         trainer.total_steps,
     )
     result = trainer.fit(resume=resume)

@@ -10,7 +10,9 @@ Layout under ``<output_dir>/checkpoints/``::
 A checkpoint is assembled in a hidden temp directory beside its final place, fsynced and then
 moved with ``os.replace``, and ``latest`` is rewritten the same way, so a crash at any moment
 leaves either the old or the new checkpoint, never a half-written one. Leftover temp
-directories are never mistaken for checkpoints.
+directories are never mistaken for checkpoints, and the next save removes them. A save that fails
+(disk full) raises :class:`CheckpointError` and leaves the earlier checkpoints and ``latest`` as they
+were; loading an output directory skips a damaged newest checkpoint for the newest readable one.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from typing import Any
 
 import numpy as np
 import torch
+from safetensors import SafetensorError
 from safetensors.torch import load_file, save_model
 from torch import nn
 
@@ -47,6 +50,10 @@ logger = logging.getLogger(__name__)
 STATE_FILE = "training_state.pt"
 WEIGHTS_FILE = "model.safetensors"
 _STEP_RE = re.compile(r"^step_(\d{8,})$")
+# What save_checkpoint leaves behind when it is killed: its temp folder, the trash folder of a re-saved
+# step, the temp file of ``latest``. Nothing else in checkpoints/ is touched.
+_TEMP_DIR_RE = re.compile(r"^\.(tmp|old)_(step_\d{8,})_[a-z0-9_]+$")
+_TEMP_LATEST_RE = re.compile(r"^\.latest\.\d+\.tmp$")
 
 
 class CheckpointError(RuntimeError):
@@ -159,12 +166,16 @@ def save_checkpoint(
 
     ``rng_states`` is one :func:`capture_rng_state` per rank (gathered by the trainer under DDP);
     by default the calling process's state is stored. ``keep`` newest checkpoints survive pruning
-    (``keep <= 0`` keeps all); the one just written is never deleted.
+    (``keep <= 0`` keeps all); the one just written is never deleted. Temp folders of an earlier,
+    killed save are removed first.
+
+    Raises:
+        CheckpointError: the checkpoint could not be written (disk full...): the message names the
+            folder and the OS error; earlier checkpoints and ``latest`` are left as they were.
     """
     extra = dict(extra or {})
     _check_plain(extra, "extra")
     root = Path(output_dir) / "checkpoints"
-    root.mkdir(parents=True, exist_ok=True)
     name = f"step_{step:08d}"
     final = root / name
     state = {
@@ -178,6 +189,55 @@ def save_checkpoint(
         "torch_version": str(torch.__version__),
     }
     _check_plain(state, "training state")  # fail now, not when the resume tries to read it
+    try:
+        root.mkdir(parents=True, exist_ok=True)
+        _remove_stale_temps(root)
+        _write_step(root, name, state, model)
+        _write_latest(root, name)
+    except (OSError, RuntimeError, SafetensorError) as err:  # disk full, read-only, quota...
+        before = _latest_name(root)
+        kept = f"latest still names {before}" if before else "no earlier checkpoint"
+        raise CheckpointError(f"cannot save checkpoint {name} in {root}: {_reason(err)} ({kept})") from err
+    if keep > 0:
+        old = [p for p in list_checkpoints(output_dir) if p != final]
+        for p in old[: max(len(old) - (keep - 1), 0)]:
+            shutil.rmtree(p, ignore_errors=True)
+    logger.info("saved checkpoint %s", final)
+    return final
+
+
+def _reason(err: BaseException) -> str:
+    """An OS error as ``[Errno 28] No space left on device``; others by their first line."""
+    if isinstance(err, OSError) and err.strerror:
+        return f"[Errno {err.errno}] {err.strerror}" if err.errno else err.strerror
+    text = next((line.strip() for line in str(err).splitlines() if line.strip()), "")
+    text = f"{type(err).__name__}: {text}" if text else type(err).__name__
+    if len(text) > 200 and ". " in text[:200]:  # torch's long explanations: the first sentence
+        return text[: text.index(". ") + 1]
+    return text if len(text) <= 200 else text[:197] + "..."
+
+
+def _remove_stale_temps(root: Path) -> None:
+    """Remove what a killed save left in ``root`` (only omnimask's own temp names). A step moved to
+    the trash by a re-save that died before its new copy was in place goes back first."""
+    for p in root.iterdir():
+        if _TEMP_LATEST_RE.match(p.name) and p.is_file():
+            p.unlink(missing_ok=True)
+            continue
+        m = _TEMP_DIR_RE.match(p.name)
+        if not m or not p.is_dir():
+            continue
+        trashed, final = p / m.group(2), root / m.group(2)
+        if m.group(1) == "old" and (trashed / STATE_FILE).is_file() and not final.exists():
+            os.replace(trashed, final)
+            logger.warning("restored %s from an interrupted re-save", final)
+        shutil.rmtree(p, ignore_errors=True)
+        logger.info("removed %s, left by an interrupted save", p)
+
+
+def _write_step(root: Path, name: str, state: dict[str, Any], model: nn.Module) -> None:
+    """Assemble ``root/name`` in a temp folder, fsync it and move it in place."""
+    final = root / name
     tmp = Path(tempfile.mkdtemp(prefix=f".tmp_{name}_", dir=root))
     try:
         torch.save(state, tmp / STATE_FILE)
@@ -197,19 +257,19 @@ def save_checkpoint(
         shutil.rmtree(tmp, ignore_errors=True)
         raise
     _fsync_dir(root)
+
+
+def _write_latest(root: Path, name: str) -> None:
     latest_tmp = root / f".latest.{os.getpid()}.tmp"
-    with latest_tmp.open("w", encoding="utf-8") as f:
-        f.write(name + "\n")
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(latest_tmp, root / "latest")
+    try:
+        with latest_tmp.open("w", encoding="utf-8") as f:
+            f.write(name + "\n")
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(latest_tmp, root / "latest")
+    finally:
+        latest_tmp.unlink(missing_ok=True)
     _fsync_dir(root)
-    if keep > 0:
-        old = [p for p in list_checkpoints(output_dir) if p != final]
-        for p in old[: max(len(old) - (keep - 1), 0)]:
-            shutil.rmtree(p, ignore_errors=True)
-    logger.info("saved checkpoint %s", final)
-    return final
 
 
 def resolve_checkpoint(path: str | Path) -> Path:
@@ -233,26 +293,35 @@ def resolve_checkpoint(path: str | Path) -> Path:
     )
 
 
+def _latest_name(root: Path) -> str | None:
+    """The step folder ``root/latest`` names, or None (no file, unreadable)."""
+    try:
+        return (root / "latest").read_text(encoding="utf-8").strip() or None
+    except OSError:
+        return None
+
+
 def _read_weights(ckpt: Path) -> dict[str, torch.Tensor]:
     index = ckpt / f"{WEIGHTS_FILE}.index.json"  # sharded save_pretrained output
+    files = [ckpt / WEIGHTS_FILE]
     try:
-        if (ckpt / WEIGHTS_FILE).is_file():
-            return load_file(str(ckpt / WEIGHTS_FILE))
-        if index.is_file():
+        if not files[0].is_file() and index.is_file():
             shards = sorted(set(json.loads(index.read_text(encoding="utf-8"))["weight_map"].values()))
-            out: dict[str, torch.Tensor] = {}
-            for shard in shards:
-                out.update(load_file(str(ckpt / shard)))
-            return out
-    except Exception as e:  # safetensors raises several types for truncated/corrupt files
-        raise CheckpointError(f"cannot read model weights in {ckpt}: {e}") from e
-    raise CheckpointError(f"no {WEIGHTS_FILE} in checkpoint {ckpt}")
+            files = [ckpt / shard for shard in shards]
+    except (OSError, ValueError, KeyError, TypeError) as e:
+        raise CheckpointError(f"cannot read {index}: {_reason(e)}") from e
+    out: dict[str, torch.Tensor] = {}
+    for path in files:
+        if not path.is_file():
+            raise CheckpointError(f"{path} is missing")
+        try:
+            out.update(load_file(str(path)))
+        except (SafetensorError, OSError) as e:  # truncated, empty, not safetensors
+            raise CheckpointError(f"{path} is truncated or corrupt ({_reason(e)})") from e
+    return out
 
 
-def load_model_weights(model: nn.Module, ckpt: str | Path) -> None:
-    """Load a checkpoint's weights into ``model``, strictly (tied duplicates may be absent)."""
-    ckpt = Path(ckpt)
-    weights = _read_weights(ckpt)
+def _apply_weights(model: nn.Module, weights: dict[str, torch.Tensor], ckpt: Path) -> None:
     missing, unexpected = model.load_state_dict(weights, strict=False)
     if missing:
         # save_model/save_pretrained store one copy of tied tensors; a missing name is fine when it
@@ -262,6 +331,49 @@ def load_model_weights(model: nn.Module, ckpt: str | Path) -> None:
         missing = [k for k in missing if own[k].data_ptr() not in loaded_ptrs]
     if missing or unexpected:
         raise CheckpointError(f"weights in {ckpt} do not match the model: missing {missing}, unexpected {unexpected}")
+
+
+def load_model_weights(model: nn.Module, ckpt: str | Path) -> None:
+    """Load a checkpoint's weights into ``model``, strictly (tied duplicates may be absent)."""
+    ckpt = Path(ckpt)
+    _apply_weights(model, _read_weights(ckpt), ckpt)
+
+
+def _read_state(ckpt: Path) -> dict[str, Any]:
+    path = ckpt / STATE_FILE
+    if not path.is_file():
+        raise CheckpointError(f"{path} is missing" if ckpt.is_dir() else f"{ckpt} does not exist")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=True)
+    except Exception as e:  # noqa: BLE001 - torch.load raises many types for damaged files
+        raise CheckpointError(f"cannot read {path}: truncated or corrupt ({_reason(e)})") from e
+    if not isinstance(state, dict) or "step" not in state:
+        raise CheckpointError(f"{path} is not a training state")
+    return state
+
+
+def _candidates(path: Path) -> tuple[list[Path], bool]:
+    """Checkpoints to try, best first, and whether ``path`` named one checkpoint (no fallback).
+
+    For an output (or ``checkpoints``) dir: the step ``latest`` names, then every other step folder,
+    newest first.
+    """
+    if (path / STATE_FILE).is_file() or _STEP_RE.match(path.name):
+        return [path], True
+    for root in (path / "checkpoints", path):
+        steps = [(int(m.group(1)), p) for p in _iterdir(root) if (m := _STEP_RE.match(p.name)) and p.is_dir()]
+        latest = _latest_name(root)
+        if not steps and latest is None:
+            continue
+        first = [root / latest] if latest else []
+        return first + [p for _, p in sorted(steps, reverse=True) if p not in first], False
+    raise CheckpointError(
+        f"no checkpoint at {str(path)!r}: expected a directory with {STATE_FILE} or an output dir with checkpoints/latest"
+    )
+
+
+def _iterdir(root: Path) -> list[Path]:
+    return list(root.iterdir()) if root.is_dir() else []
 
 
 def load_checkpoint(
@@ -274,18 +386,34 @@ def load_checkpoint(
 ) -> dict[str, Any]:
     """Restore model weights, optimizer and this rank's RNG state; return the training state.
 
-    ``path`` is a checkpoint dir or an output dir (``checkpoints/latest`` is followed). The
-    returned dict has ``step``, ``epoch``, ``step_in_epoch``, ``extra`` and ``path``.
+    ``path`` is a checkpoint dir or an output dir (``checkpoints/latest`` is followed). For an
+    output dir a checkpoint that cannot be read (truncated or missing weights, unreadable state,
+    ``latest`` naming a missing folder) is skipped with a warning naming it, for the next newest.
+    The returned dict has ``step``, ``epoch``, ``step_in_epoch``, ``extra`` and ``path``.
+
+    Raises:
+        CheckpointError: no readable checkpoint (each one tried is named), or the one named checkpoint
+            dir is damaged, or its weights do not fit ``model``.
     """
-    ckpt = resolve_checkpoint(path)
-    try:
-        state = torch.load(ckpt / STATE_FILE, map_location="cpu", weights_only=True)
-    except Exception as e:
-        raise CheckpointError(f"cannot read {ckpt / STATE_FILE}: {e}") from e
-    if not isinstance(state, dict) or "step" not in state:
-        raise CheckpointError(f"{ckpt / STATE_FILE} is not a training state")
-    if model is not None:
-        load_model_weights(model, ckpt)
+    candidates, named = _candidates(Path(path))
+    skipped: list[str] = []
+    for ckpt in candidates:
+        try:  # read everything before touching the model: a damaged checkpoint leaves it as it was
+            state = _read_state(ckpt)
+            weights = _read_weights(ckpt) if model is not None else None
+        except CheckpointError as err:
+            if named:
+                raise
+            skipped.append(str(err))
+            logger.warning("skipping checkpoint %s: %s", ckpt, err)
+            continue
+        break
+    else:
+        raise CheckpointError(f"no readable checkpoint under {path}: " + "; ".join(skipped))
+    if skipped:
+        logger.warning("resuming from %s, the newest readable checkpoint (skipped %d newer)", ckpt, len(skipped))
+    if model is not None and weights is not None:
+        _apply_weights(model, weights, ckpt)
     if optimizer is not None:
         if state.get("optimizer") is None:
             raise CheckpointError(f"{ckpt} holds no optimizer state")

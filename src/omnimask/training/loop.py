@@ -23,14 +23,14 @@ import numpy as np
 import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader
+from torch.utils.data import DataLoader, IterableDataset
 from tqdm.auto import tqdm
 
 from ..data.collate import collate_repeated
 from ..data.mixing import MixedDataset, collate_mixed
 from ..run_config import to_dict
-from .checkpoint import capture_rng_state, load_checkpoint, save_checkpoint
-from .distributed import all_gather_object, all_reduce_mean, barrier, init_distributed
+from .checkpoint import CheckpointError, capture_rng_state, load_checkpoint, save_checkpoint
+from .distributed import all_gather_object, all_reduce_mean, init_distributed
 from .mixing import MixedBatchSampler, nominal_steps_per_epoch
 from .optim import OptimConfig, build_optimizer, resolve_lr
 from .sampler import ResumableSampler, SeededDataset, mix_seed
@@ -62,7 +62,8 @@ class TrainConfig:
     # Draw masks per sample in the loader workers (VideoMAE) instead of per batch on the device.
     masks_in_loader: bool = False
     # Draw each epoch by the dataset's sample_weights() (AudioMAE's balanced sampling of AudioSet),
-    # epoch_samples items per epoch (default: the dataset length).
+    # epoch_samples items per epoch (default: the dataset length). For a dataset that streams (tar
+    # shards), epoch_samples is required: the samples per epoch over all processes.
     balanced_sampling: bool = False
     epoch_samples: int | None = None
 
@@ -194,8 +195,11 @@ class Trainer:
                 raise ValueError("train.masks_in_loader is not supported in a mixed run: masks are drawn in the model")
             dataset = self._loader_masks(dataset)
         self.mixing = mixing
+        self.streaming = isinstance(dataset, IterableDataset)
         if mixing is not None:
             self.loader = self._mixed_loader(dataset, mixing, collate_fn)
+        elif self.streaming:
+            self.loader = self._stream_loader(dataset, collate_fn)
         else:
             self.loader = self._plain_loader(dataset, collate_fn)
         self.optimizer = build_optimizer(self.model, optim, self.effective_batch, groups=param_groups)
@@ -246,6 +250,63 @@ class Trainer:
             persistent_workers=False,
             generator=self._loader_gen,
         )
+
+    def _stream_loader(self, dataset: Any, collate_fn: Callable[[list[Any]], Any] | None) -> DataLoader:
+        """A dataset that streams (tar shards) has no length: ``train.epoch_samples`` says how many
+        samples (over all processes) make an epoch; each epoch reads the stream from its start, and
+        a stream that ends early starts over. The dataset splits itself across ranks and workers."""
+        train = self.train_cfg
+        if train.epoch_samples is None or train.epoch_samples < 1:
+            raise ValueError(
+                f"{type(dataset).__name__} streams and has no length: set train.epoch_samples to the samples "
+                "per epoch (e.g. the number of samples in the shards)"
+            )
+        if train.balanced_sampling:
+            raise ValueError("train.balanced_sampling needs an indexable dataset, not a stream")
+        self.effective_batch = train.batch_size * train.accum_steps * self.world_size
+        self.steps_per_epoch = train.epoch_samples // self.effective_batch
+        if self.steps_per_epoch == 0:
+            raise ValueError(
+                f"train.epoch_samples {train.epoch_samples} is less than one step ({self.effective_batch} samples)"
+            )
+        self.total_steps = self._total_steps()
+        self.sampler = None
+        self._loader_gen = torch.Generator()
+        return DataLoader(
+            dataset,
+            batch_size=train.batch_size,
+            num_workers=train.num_workers,
+            collate_fn=collate_fn or collate_repeated,
+            drop_last=True,
+            pin_memory=self.device.type == "cuda",
+            generator=self._loader_gen,
+        )
+
+    def _epoch_batches(self) -> Iterator[Any]:
+        """This epoch's batches from the current step on (streams: replayed from the epoch's start,
+        the consumed batches skipped, and started over when they run out)."""
+        cfg = self.train_cfg
+        self._loader_gen.manual_seed(mix_seed(cfg.seed, self.epoch))
+        if not self.streaming:
+            self.sampler.set_epoch(self.epoch)
+            if self.mixing is not None:
+                self.sampler.set_start_step(self.step_in_epoch)
+            else:
+                self.sampler.set_start(self.step_in_epoch * cfg.accum_steps * cfg.batch_size)
+            yield from self.loader
+            return
+        skip, passes = self.step_in_epoch * cfg.accum_steps, 0
+        while True:
+            got = 0
+            for batch in self.loader:
+                got += 1
+                if skip:
+                    skip -= 1
+                    continue
+                yield batch
+            passes += 1
+            if got == 0 or passes > 1000:
+                raise ValueError("the training stream yields no batch (empty shards, or fewer samples than one batch)")
 
     def _mixed_loader(self, dataset: Any, mixing: Mixing, collate_fn: Callable[[list[Any]], Any] | None) -> DataLoader:
         train = self.train_cfg
@@ -320,13 +381,7 @@ class Trainer:
         t0 = time.perf_counter()
         try:
             while self.step < self.total_steps:
-                self.sampler.set_epoch(self.epoch)
-                if self.mixing is not None:
-                    self.sampler.set_start_step(self.step_in_epoch)
-                else:
-                    self.sampler.set_start(self.step_in_epoch * cfg.accum_steps * cfg.batch_size)
-                self._loader_gen.manual_seed(mix_seed(cfg.seed, self.epoch))
-                batches = iter(self.loader)
+                batches = self._epoch_batches()
                 for _ in range(self.step_in_epoch, self.steps_per_epoch):
                     if self.step >= self.total_steps:
                         break
@@ -490,20 +545,30 @@ class Trainer:
         rng = capture_rng_state()  # every rank's stream, for exact DDP resume
         rng = all_gather_object(rng) if self.world_size > 1 else [rng]
         path = self.output_dir / "checkpoints" / f"step_{self.step:08d}"
+        failure: BaseException | None = None
         if self.is_main:
-            path = save_checkpoint(
-                self.output_dir,
-                model=self.model,
-                optimizer=self.optimizer,
-                step=self.step,
-                epoch=self.epoch,
-                step_in_epoch=self.step_in_epoch,
-                extra=self._extra(),
-                keep=self.train_cfg.keep_checkpoints,
-                rng_states=rng,  # type: ignore[arg-type]
-            )
+            try:
+                path = save_checkpoint(
+                    self.output_dir,
+                    model=self.model,
+                    optimizer=self.optimizer,
+                    step=self.step,
+                    epoch=self.epoch,
+                    step_in_epoch=self.step_in_epoch,
+                    extra=self._extra(),
+                    keep=self.train_cfg.keep_checkpoints,
+                    rng_states=rng,  # type: ignore[arg-type]
+                )
+            except (CheckpointError, OSError) as err:
+                failure = err
         if self.world_size > 1:
-            barrier()  # no rank runs ahead (or resumes) before the checkpoint is in place
+            # In place of a barrier: every rank learns whether rank 0's save worked, so a failed save
+            # stops them all (with the reason) instead of leaving the others waiting for a timeout.
+            ok = all_reduce_mean(torch.tensor(0.0 if failure is not None else 1.0, device=self.device))
+            if failure is None and float(ok) < 1.0:
+                raise CheckpointError(f"rank 0 could not save the checkpoint at step {self.step} (see its error)")
+        if failure is not None:
+            raise failure
         self.last_checkpoint = str(path)
 
     def _resume(self, path: Path) -> None:

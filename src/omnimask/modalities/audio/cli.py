@@ -9,7 +9,7 @@ from pathlib import Path
 
 from ...commands import Command, register_command
 from .features import AudioReadError
-from .stats import AudioStatsError, compute_audio_stats
+from .stats import compute_audio_stats
 
 __all__: list[str] = []
 
@@ -42,7 +42,8 @@ def _run(args: argparse.Namespace) -> int:
             progress=True,
         )
     except AudioReadError as err:  # one line from the CLI (it prints ValueErrors), not a traceback
-        raise AudioStatsError(f"{err}; pass --skip-errors to leave unreadable clips out (they are listed)") from None
+        # a data error (exit 3), on one line, with the way round it
+        raise AudioReadError(f"{err}; pass --skip-errors to leave unreadable clips out (they are listed)") from None
     text = json.dumps(stats, indent=2)
     if args.out:
         Path(args.out).write_text(text + "\n")

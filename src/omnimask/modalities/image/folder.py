@@ -224,7 +224,9 @@ class ImageFolderDataset(Dataset):
                 logger.warning("skipping unreadable image %s: %s", path, e)
                 continue
             return self._item(j, img, skipped=k)
-        raise ValueError(f"no decodable image in {self.root}: all {n} files failed (see .skipped)")
+        err = ImageReadError(f"no decodable image in {self.root}: all {n} files failed (see .skipped)")
+        err.after_skipping = True  # the skip policy ran and gave up
+        raise err
 
     def __repr__(self) -> str:
         return (

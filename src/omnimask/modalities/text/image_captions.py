@@ -234,7 +234,8 @@ class ShardSample(NamedTuple):
 
 
 def _expand_shards(shards: str | os.PathLike[str] | Sequence[str | os.PathLike[str]]) -> list[str]:
-    """A list of shard paths: a glob pattern (``"data/*.tar"``), one path, or a sequence of them."""
+    """A list of shard paths: a glob pattern (``"data/*.tar"``), a folder (its ``*.tar``, ``*.tar.gz``
+    and ``*.tgz`` files, sorted), one path, or a sequence of them."""
     items = [shards] if isinstance(shards, (str, os.PathLike)) else list(shards)
     out: list[str] = []
     for s in map(os.fspath, items):
@@ -243,6 +244,11 @@ def _expand_shards(shards: str | os.PathLike[str] | Sequence[str | os.PathLike[s
             found = sorted(glob.glob(s))
             if not found:
                 raise FileNotFoundError(f"no tar shard matches {s!r}")
+            out += found
+        elif os.path.isdir(s):
+            found = sorted(p for ext in ("*.tar", "*.tar.gz", "*.tgz") for p in glob.glob(os.path.join(s, ext)))
+            if not found:
+                raise FileNotFoundError(f"the folder {s} holds no tar shards (*.tar, *.tar.gz, *.tgz)")
             out += found
         else:
             out.append(s)
@@ -476,13 +482,21 @@ class ImageCaptionDataset(_CaptionItems, Dataset):
                 f"max_length={self.max_length}, caption_choice={self.caption_choice!r}, on_error={self.on_error!r})")  # fmt: skip
 
 
+def _process_slot() -> tuple[int, int]:
+    """``(rank, world size)`` of this process in a joined process group, else ``(0, 1)``."""
+    import torch.distributed as dist
+
+    if dist.is_available() and dist.is_initialized():
+        return dist.get_rank(), dist.get_world_size()
+    return 0, 1
+
+
 class ImageCaptionShards(_CaptionItems, IterableDataset):
     """Image-caption pairs streamed from webdataset-style tar shards (:func:`iter_caption_shards`).
 
     Items are those of :class:`ImageCaptionDataset` with ``"key"`` (``<shard>:<key>``) in place of
-    ``"index"``. With DataLoader workers, worker ``w`` of ``W`` reads shards ``w, w + W, ...``
-    (so use at least as many shards as workers); for several processes (DDP) pass each its own
-    shard list. Bad shards, samples or images follow ``on_error`` as in :func:`iter_caption_shards`;
+    ``"index"``. Under DDP rank ``r`` of ``R`` reads shards ``r, r + R, ...``, and DataLoader
+    worker ``w`` of ``W`` every ``W``-th of those (so use at least ``R * W`` shards). Bad shards, samples or images follow ``on_error`` as in :func:`iter_caption_shards`;
     ``"skipped"`` counts the bad samples skipped just before an item.
     """
 
@@ -503,7 +517,9 @@ class ImageCaptionShards(_CaptionItems, IterableDataset):
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
         info = get_worker_info()
-        shards = self.shards if info is None else self.shards[info.id :: info.num_workers]
+        rank, world = _process_slot()
+        shards = self.shards[rank::world]  # each process (DDP rank) its own shards ...
+        shards = shards if info is None else shards[info.id :: info.num_workers]  # ... and each worker
         if not shards:
             return
         failures = 0  # bad samples since the last item: the reader's and the undecodable images

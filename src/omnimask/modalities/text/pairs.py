@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ...data.wrappers import RenamedKeys
+from ...registry import ConfigError
 from ..image.transforms import eval_transform, mae_pretrain_transform
 from .image_captions import (
     ImageCaptionDataset,
@@ -24,6 +25,8 @@ from .vocab import TextTokenizer
 
 __all__ = ["PairsDataConfig", "build_pairs_dataset"]
 
+_FORMATS = ("embedded", "jsonl", "csv", "tar")
+
 
 @dataclass
 class PairsDataConfig:
@@ -32,7 +35,11 @@ class PairsDataConfig:
     where relative image paths resolve (default: the list's folder); ``tokenizer``: a sentencepiece
     ``.model`` or a local Hugging Face tokenizer folder (default: the project's model in
     ``tokenizers/``); ``caption_choice``: ``random`` caption per image in pretraining (held-out
-    splits always take the first); ``image`` / ``text``: the model's keys of the two modalities."""
+    splits always take the first); ``image`` / ``text``: the model's keys of the two modalities.
+    ``val_format``: the format of ``val_path`` (default: ``format``). Tar shards stream and cannot be
+    indexed, so a run on shards evaluates (and draws its pictures) from a ``jsonl``/``csv`` list:
+    ``format: tar, val_path: val.jsonl, val_format: jsonl``; without one, pictures come from the
+    first training samples and ``eval.enabled`` must be false."""
 
     format: str = "embedded"
     path: str | None = None
@@ -44,6 +51,15 @@ class PairsDataConfig:
     text: str = "text"
     scale: tuple[float, float] = (0.5, 1.0)
     on_error: str = "raise"
+    val_format: str | None = None
+
+    def __post_init__(self) -> None:
+        for key in ("format", "val_format"):
+            value = getattr(self, key)
+            if value is not None and value not in _FORMATS:
+                raise ConfigError(f"data.pairs.{key} must be one of {_FORMATS}, got {value!r}")
+        if self.val_format == "tar":
+            raise ConfigError("data.pairs.val_format cannot be tar: a held-out set must be indexable (jsonl or csv)")
 
 
 def build_pairs_dataset(cfg: PairsDataConfig, modalities: dict, split: str) -> Any:
@@ -67,19 +83,21 @@ def build_pairs_dataset(cfg: PairsDataConfig, modalities: dict, split: str) -> A
     held_out = split == "val"
     kwargs = dict(max_length=text["tokenizer"]["max_length"], caption_choice=cfg.caption_choice if train else "first",
                   channels=image["tokenizer"]["in_chans"], on_error=cfg.on_error)  # fmt: skip
-    if cfg.format == "embedded":
+    fmt = (cfg.val_format or cfg.format) if held_out else cfg.format
+    if fmt == "embedded":
         items = embedded_caption_items("val" if held_out else "train")
-    elif cfg.format in ("jsonl", "csv", "tar"):
+    else:
+        if fmt == "tar" and not train:
+            raise ValueError(
+                "data.pairs: tar shards stream and cannot be indexed; give a held-out list: "
+                "data.pairs.val_path=... data.pairs.val_format=jsonl (or csv)"
+            )
         path = cfg.val_path if held_out else cfg.path
         if path is None:
-            raise ValueError(f"data.pairs.{'val_path' if held_out else 'path'} is required for format {cfg.format!r}")
-        if cfg.format == "tar":
-            if not train:
-                raise ValueError("data.pairs: tar shards stream and cannot be indexed; evaluate on a jsonl or csv list")
+            raise ValueError(f"data.pairs.{'val_path' if held_out else 'path'} is required for format {fmt!r}")
+        if fmt == "tar":
             return ImageCaptionShards(path, transform, tokenizer, **kwargs)  # type: ignore[arg-type]
-        reader = read_caption_jsonl if cfg.format == "jsonl" else read_caption_csv
+        reader = read_caption_jsonl if fmt == "jsonl" else read_caption_csv
         items = reader(path, cfg.image_root)
-    else:
-        raise ValueError(f"data.pairs.format must be embedded, jsonl, csv or tar, got {cfg.format!r}")
     ds = ImageCaptionDataset(items, transform, tokenizer, **kwargs)  # type: ignore[arg-type]
     return RenamedKeys(ds, {"image": cfg.image, "text": cfg.text}) if (cfg.image, cfg.text) != ("image", "text") else ds

@@ -32,8 +32,20 @@ __all__ = ["CAPTION_TOKENIZER_FILE", "TextTokenizer", "utf8_text"]
 
 logger = logging.getLogger(__name__)
 
-# The tokenizer trained by tokenizers/train_sentencepiece.py, in the source checkout (not in a wheel).
-CAPTION_TOKENIZER_FILE = Path(__file__).resolve().parents[4] / "tokenizers" / "omnimask_captions.model"
+# The tokenizer trained by tokenizers/train_sentencepiece.py: the copy packaged in the wheel
+# (omnimask/_tokenizers/; in a checkout a symlink to tokenizers/, see pyproject.toml), else the source checkout's.
+_PACKAGE_DIR = Path(__file__).resolve().parents[2]
+CAPTION_TOKENIZER_FILE = next(
+    (
+        f.resolve()
+        for f in (
+            _PACKAGE_DIR / "_tokenizers" / "omnimask_captions.model",
+            _PACKAGE_DIR.parents[1] / "tokenizers" / "omnimask_captions.model",
+        )
+        if f.is_file()
+    ),
+    _PACKAGE_DIR / "_tokenizers" / "omnimask_captions.model",  # missing: TextTokenizer.default() says where to get it
+)
 
 
 def utf8_text(data: bytes | bytearray | memoryview, where: str) -> str:
@@ -165,12 +177,13 @@ class TextTokenizer:
 
     @classmethod
     def default(cls) -> TextTokenizer:
-        """The project's caption tokenizer, ``tokenizers/omnimask_captions.model`` of the source checkout."""
+        """The project's caption tokenizer, ``tokenizers/omnimask_captions.model`` (shipped in the wheel
+        as ``omnimask/_tokenizers/``)."""
         if not CAPTION_TOKENIZER_FILE.is_file():
             raise FileNotFoundError(
-                f"the shipped caption tokenizer is not at {CAPTION_TOKENIZER_FILE}: it lives in the source checkout's "
-                "tokenizers/ folder (not in an installed wheel); retrain it with "
-                "'python tokenizers/train_sentencepiece.py --out <dir>' and pass that path"
+                f"the shipped caption tokenizer is not at {CAPTION_TOKENIZER_FILE}: this installation lacks "
+                "omnimask/_tokenizers/ (a wheel built without the tokenizers/ folder?); reinstall omnimask, or "
+                "retrain it with 'python tokenizers/train_sentencepiece.py --out <dir>' and pass that path"
             )
         return cls(CAPTION_TOKENIZER_FILE)
 
