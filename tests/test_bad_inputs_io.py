@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import errno
 import io
+import json
 import logging
 import os
 import sys
@@ -186,6 +187,26 @@ def _images(tmp: Path, good: int, bad: int) -> Path:
 
 def _train_setup(good: int = 8, bad: int = 0) -> Callable[[Path], dict]:
     return lambda tmp: {"root": _images(tmp, good, bad), "out": tmp / "run"}
+
+
+def _summary(made: dict) -> dict:
+    path = made["out"] / "summary.json"
+    return json.loads(path.read_text()) if path.is_file() else {}
+
+
+def _tiny_pretraining_model() -> Any:
+    from omnimask import OmniMaskForPreTraining
+
+    image = {"tokenizer": {"image_size": 16, "patch_size": 4}, "decoder": {"dim": 16, "depth": 1, "num_heads": 2}}
+    return OmniMaskForPreTraining(
+        OmniMaskConfig(encoder={"dim": 32, "depth": 1, "num_heads": 2}, modalities={"image": image})
+    )
+
+
+def _nan_batch() -> torch.Tensor:
+    x = torch.randn(3, 3, 16, 16)
+    x[1, 0, 2, 2] = float("nan")
+    return x
 
 
 # ---------------------------------------------------------------- actions
@@ -415,6 +436,16 @@ MATRIX: list[Row] = [
         Error(code=2, names=("modalities.image.masking", "ratio", "1.5"))),
     Row("train-image-folder-all-unreadable", _train_setup(0, 2), _train("data.image.on_error=skip"),
         Error(code=3, names=("no decodable image", "files failed"), absent=("on_error=skip to skip",))),
+    # 8. what the issue saw: silent garbage that must now be a count or a named error
+    # one epoch (16 images, batch 4): each of the two unreadable files is hit once and skipped
+    Row("train-skip-counted-in-summary", _train_setup(7, 1), _train("data.image.on_error=skip", "train.max_steps=4", "eval.enabled=false"),
+        Ok(lambda v, m, w: None if v.code == 0 and _summary(m)["skipped_samples"] == 2 else f"exit {v.code}, summary {_summary(m)}")),
+    Row("train-mask-ratio-zero", _train_setup(), _train("model.modalities.image.masking={name: random, ratio: 0.0}"),
+        Error(code=2, names=("modalities.image.masking.ratio is 0", "nothing to reconstruct"))),
+    Row("model-nan-input", lambda t: {}, lambda m, e: _tiny_pretraining_model()({"image": _nan_batch()}),
+        Error(ValueError, names=("'image'", "NaN or inf", "sample(s) [1]"))),
+    Row("model-empty-batch", lambda t: {}, lambda m, e: _tiny_pretraining_model()({"image": torch.zeros(0, 3, 16, 16)}),
+        Error(ValueError, names=("empty batch", "image"))),
 ]
 # fmt: on
 
