@@ -127,7 +127,9 @@ def main() -> None:
         expected = sum(statistics.median(single[names[s]]) for s in drawn) / len(drawn)
         overheads.append(t / expected - 1.0)
         mixed_times.append(t)
-        print(f"round {r}: mixed      {t * 1e3:7.1f} ms/step, expected {expected * 1e3:.1f} -> overhead {overheads[-1]:+.1%}")
+        print(
+            f"round {r}: mixed      {t * 1e3:7.1f} ms/step, expected {expected * 1e3:.1f} -> overhead {overheads[-1]:+.1%}"
+        )
     waste = padding_waste(config, data, names, keys, cfg.train.batch_size)
     result = {
         "config": str(CONFIG.relative_to(ROOT)),
