@@ -198,6 +198,31 @@ def _datasets(cfg: RecipeConfig, keys: list[str]) -> tuple[Any, Any, Any]:
         return train_set, build_dataset(config, cfg.data_configs, keys[0], "train_eval"), None
 
 
+def _train_and_save(
+    trainer: Trainer, hook: ReconstructionHook, out_dir: Path, resume: bool | str
+) -> tuple[dict[str, Any], Path | None]:
+    """Train, then (rank 0) save ``final/`` and the last picture: ``(summary, final dir or None)``."""
+    result = trainer.fit(resume=resume)
+    summary: dict[str, Any] = {
+        "steps": result.steps,
+        "final_loss": result.losses[-1] if result.losses else None,
+        "final_losses": trainer.last_losses,
+        "samples_per_sec": result.samples_per_sec,
+        **({"sources": result.sources} if result.sources else {}),
+        "last_checkpoint": result.last_checkpoint,
+        "skipped_samples": result.skipped,
+    }
+    if not is_main():
+        return summary, None
+    final = out_dir / "final"
+    trainer.model.save_pretrained(final)
+    picture = hook.save(trainer.model, result.steps)
+    summary.update(final_model=str(final), reconstruction=str(picture) if picture else None)
+    if result.skipped:
+        print(f"\nThe dataset skipped {result.skipped} unreadable sample(s) (their paths are in the warnings above)")
+    return summary, final
+
+
 def _first_items(dataset: Any, n: int) -> list:
     """The first ``n`` items of a dataset that streams (for pictures)."""
     items = []
@@ -231,25 +256,12 @@ def run(cfg: RecipeConfig, resume: bool | str = False) -> dict[str, Any]:
         len(train_set) if hasattr(train_set, "__len__") else "streamed",
         trainer.total_steps,
     )
-    result = trainer.fit(resume=resume)
-    summary: dict[str, Any] = {
-        "steps": result.steps,
-        "final_loss": result.losses[-1] if result.losses else None,
-        "samples_per_sec": result.samples_per_sec,
-        "last_checkpoint": result.last_checkpoint,
-        "skipped_samples": result.skipped,
-    }
-    if not is_main():
+    summary, final = _train_and_save(trainer, hook, out_dir, resume)
+    if final is None:
         return summary
-    final = out_dir / "final"
-    model.save_pretrained(final)
-    picture = hook.save(model, result.steps)
-    summary.update(final_model=str(final), reconstruction=str(picture) if picture else None)
-    if result.skipped:
-        print(f"\nThe dataset skipped {result.skipped} unreadable sample(s) (their paths are in the warnings above)")
     print(f"\nSaved the pretrained model to {final} (load it with OmniMaskForPreTraining.from_pretrained or AutoModel)")
-    if picture:
-        print(f"Reconstruction picture: {picture}")
+    if summary["reconstruction"]:
+        print(f"Reconstruction picture: {summary['reconstruction']}")
     if cfg.eval.enabled and source is not None:
         summary["eval"] = _evaluate_pairs(cfg, config, final, picture_set, source.keys(cfg.data_configs[source.name]))
     elif cfg.eval.enabled:
@@ -339,22 +351,9 @@ def run_mixed(cfg: RecipeConfig, resume: bool | str = False) -> dict[str, Any]:
         mixing.mode,
         trainer.total_steps,
     )
-    result = trainer.fit(resume=resume)
-    summary: dict[str, Any] = {
-        "steps": result.steps,
-        "final_loss": result.losses[-1] if result.losses else None,
-        "final_losses": trainer.last_losses,
-        "samples_per_sec": result.samples_per_sec,
-        "sources": result.sources,
-        "last_checkpoint": result.last_checkpoint,
-        "skipped_samples": result.skipped,
-    }
-    if not is_main():
+    summary, final = _train_and_save(trainer, hook, out_dir, resume)
+    if final is None:
         return summary
-    final = out_dir / "final"
-    model.save_pretrained(final)
-    picture = hook.save(model, result.steps)
-    summary.update(final_model=str(final), reconstruction=str(picture) if picture else None)
     print(
         f"\nSaved the mixed model to {final}; it loads with from_pretrained and takes any subset of {list(config.modalities)}"
     )
