@@ -1,15 +1,16 @@
 """The ``omnimask`` command line.
 
-omnimask list                                  registered modalities, masking, decoders, objectives, recipes
+omnimask list                                  modalities, sources, masking, decoders, objectives, converters, recipes
 omnimask train RECIPE [--config F] [--resume] [key=value ...]   run recipes/RECIPE.py
-omnimask convert --from hf-vitmae SRC DST      convert a reference checkpoint
-omnimask data [--root DIR] [--parts PART ...]       build (or locate) the embedded dataset
-omnimask audio-stats LIST [--num-mel-bins N] ...    fbank mean/std of your audio (for processor.mean/std)
+omnimask convert --from FORMAT SRC DST         convert a reference checkpoint (omnimask list names the formats)
+omnimask data [--root DIR] [--parts PART ...]  build (or locate) the embedded dataset
+omnimask COMMAND ...                           commands that modality packages add, e.g. audio-stats
 
 Exit codes (docs/cli.md): 0 done; 1 training stopped on a non-finite loss; 2 a usage or configuration
 error; 3 a data error (an input that cannot be read); 4 an I/O error (a checkpoint or output that
-cannot be written or read). Errors print as one ``error:`` line naming the file, key or step;
-``omnimask --debug ...`` (or ``OMNIMASK_DEBUG=1``) raises them with the traceback instead.
+cannot be written or read); 130 / 143 training interrupted by SIGINT / SIGTERM (its step was saved).
+Errors print as one ``error:`` line naming the file, key or step; ``omnimask --debug ...`` (or
+``OMNIMASK_DEBUG=1``) raises them with the traceback instead.
 """
 
 from __future__ import annotations
@@ -198,7 +199,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(
         prog="omnimask",
         description="Masked-modeling pretraining for every modality.",
-        epilog="exit codes: 0 done, 1 non-finite loss, 2 usage/config error, 3 data error, 4 I/O error",
+        epilog="exit codes: 0 done, 1 non-finite loss, 2 usage/config error, 3 data error, 4 I/O error, "
+        "130/143 interrupted by SIGINT/SIGTERM (a checkpoint of the step was saved)",
     )
     parser.add_argument("--debug", action="store_true", help=_DEBUG_HELP)
     sub = parser.add_subparsers(dest="command", required=True)

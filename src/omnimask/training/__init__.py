@@ -1,4 +1,5 @@
-"""Training: optimizer, lr schedule, resumable sampling, atomic checkpoints, DDP and the loop."""
+"""Training: optimizer, lr schedule, resumable sampling, atomic checkpoints, DDP, the loop, its
+metrics files and how a run stops (signals, non-finite loss, a sample that fails to load)."""
 
 from .checkpoint import (
     CheckpointError,
@@ -10,13 +11,15 @@ from .checkpoint import (
     restore_rng_state,
     save_checkpoint,
 )
-from .distributed import all_reduce_mean, barrier, cleanup, init_distributed, is_main
+from .distributed import all_reduce_mean, all_reduce_sum, barrier, cleanup, init_distributed, is_main
 from .loader_masks import LoaderMasks
-from .loop import Mixing, NonFiniteLossError, TrainConfig, Trainer, TrainResult
+from .loop import Mixing, TrainConfig, Trainer, TrainResult
+from .metrics import MetricsWriter
 from .mixing import MixedBatchSampler
 from .optim import OptimConfig, build_optimizer, param_groups, resolve_lr
 from .sampler import ResumableSampler, SeededDataset, mix_seed
 from .schedule import apply_lr, lr_at
+from .signals import NonFiniteLossError, TrainingInterrupted
 
 __all__ = [
     "OptimConfig",
@@ -27,6 +30,8 @@ __all__ = [
     "MixedBatchSampler",
     "LoaderMasks",
     "NonFiniteLossError",
+    "TrainingInterrupted",
+    "MetricsWriter",
     "param_groups",
     "build_optimizer",
     "resolve_lr",
@@ -47,5 +52,6 @@ __all__ = [
     "is_main",
     "barrier",
     "all_reduce_mean",
+    "all_reduce_sum",
     "cleanup",
 ]

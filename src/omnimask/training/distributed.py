@@ -5,6 +5,7 @@ from __future__ import annotations
 import logging
 import os
 from datetime import timedelta
+from typing import Any
 
 import torch
 import torch.distributed as dist
@@ -17,8 +18,11 @@ __all__ = [
     "is_main",
     "barrier",
     "all_reduce_mean",
+    "all_reduce_sum",
     "all_gather_object",
     "cleanup",
+    "pick_device",
+    "to_device",
 ]
 
 logger = logging.getLogger(__name__)
@@ -82,6 +86,18 @@ def all_reduce_mean(tensor: torch.Tensor) -> torch.Tensor:
     return out / dist.get_world_size()
 
 
+def all_reduce_sum(tensor: torch.Tensor) -> torch.Tensor:
+    """Sum of ``tensor`` over all ranks (a new tensor; the input is left unchanged).
+
+    The trainer's one collective per optimizer step: the loss stats, each rank's non-finite flag
+    and the stop signals travel in one vector (see :mod:`.signals`).
+    """
+    out = tensor.detach().clone()
+    if is_distributed():
+        dist.all_reduce(out, op=dist.ReduceOp.SUM)
+    return out
+
+
 def all_gather_object(obj: object) -> list[object]:
     """Every rank's ``obj``, in rank order (``[obj]`` when not distributed)."""
     if not is_distributed():
@@ -95,3 +111,23 @@ def cleanup() -> None:
     """Leave the process group (safe to call when none was joined)."""
     if dist.is_available() and dist.is_initialized():
         dist.destroy_process_group()
+
+
+def pick_device(name: str, local_rank: int) -> torch.device:
+    """``auto`` is CUDA when available, else CPU; CUDA means this process's GPU (``LOCAL_RANK``)."""
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name == "cuda":  # one GPU per process under torchrun
+        return torch.device("cuda", local_rank)
+    return torch.device(name)
+
+
+def to_device(obj: Any, device: torch.device) -> Any:
+    """Tensors in ``obj`` (nested dicts, lists, tuples) moved to ``device``; anything else as it is."""
+    if isinstance(obj, torch.Tensor):
+        return obj.to(device, non_blocking=True)
+    if isinstance(obj, dict):
+        return {k: to_device(v, device) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_device(v, device) for v in obj)
+    return obj

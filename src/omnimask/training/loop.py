@@ -10,7 +10,6 @@ boundaries, after the step's hooks ran, so a resumed run replays the rest bit fo
 from __future__ import annotations
 
 import logging
-import math
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
@@ -24,19 +23,31 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, IterableDataset
-from tqdm.auto import tqdm
 
 from ..data.collate import collate_repeated
 from ..data.mixing import MixedDataset, collate_mixed
 from ..run_config import to_dict
 from .checkpoint import CheckpointError, capture_rng_state, load_checkpoint, save_checkpoint
-from .distributed import all_gather_object, all_reduce_mean, init_distributed
+from .distributed import all_gather_object, all_reduce_mean, init_distributed, pick_device, to_device
+from .metrics import Reporter, grad_norm
 from .mixing import MixedBatchSampler, nominal_steps_per_epoch
 from .optim import OptimConfig, build_optimizer, resolve_lr
 from .sampler import ResumableSampler, SeededDataset, mix_seed
 from .schedule import apply_lr, lr_at
+from .signals import (
+    GuardedCollate,
+    GuardedDataset,
+    GuardedStream,
+    NonFiniteLossError,
+    StopSignals,
+    TrainingInterrupted,
+    ignore_stop_signals,
+    non_finite_error,
+    raise_failures,
+    reduce_step,
+)
 
-__all__ = ["TrainConfig", "TrainResult", "Trainer", "NonFiniteLossError"]
+__all__ = ["TrainConfig", "TrainResult", "Trainer", "NonFiniteLossError", "TrainingInterrupted"]
 
 logger = logging.getLogger(__name__)
 Hook = Callable[["Trainer", int, Any], None]
@@ -66,6 +77,11 @@ class TrainConfig:
     # shards), epoch_samples is required: the samples per epoch over all processes.
     balanced_sampling: bool = False
     epoch_samples: int | None = None
+    # Metrics rows (metrics.jsonl, metrics.csv, TensorBoard; see .metrics), rank 0: every this many
+    # optimizer steps (None = log_every, 0 = none); TensorBoard when its package is installed.
+    metrics_every: int | None = None
+    tensorboard: bool = True
+    peak_tflops: float | None = None  # one device's peak for MFU (default: a measured matmul rate)
 
 
 @dataclass
@@ -98,32 +114,6 @@ class Mixing:
     weights: list[float]
     batch_sizes: list[int]
     mode: str = "per_step"
-
-
-class NonFiniteLossError(RuntimeError):
-    """The loss became NaN/inf; training stopped before the optimizer applied the step."""
-
-    def __init__(self, message: str, step: int, epoch: int, losses: dict[str, float], last_checkpoint: str | None):
-        super().__init__(message)
-        self.step, self.epoch, self.losses, self.last_checkpoint = step, epoch, losses, last_checkpoint
-
-
-def _pick_device(name: str, local_rank: int) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda":  # one GPU per process under torchrun
-        return torch.device("cuda", local_rank)
-    return torch.device(name)
-
-
-def _to_device(obj: Any, device: torch.device) -> Any:
-    if isinstance(obj, torch.Tensor):
-        return obj.to(device, non_blocking=True)
-    if isinstance(obj, dict):
-        return {k: _to_device(v, device) for k, v in obj.items()}
-    if isinstance(obj, (list, tuple)):
-        return type(obj)(_to_device(v, device) for v in obj)
-    return obj
 
 
 def _seed_everything(seed: int) -> None:
@@ -184,7 +174,7 @@ class Trainer:
         if train.batch_size < 1 or train.accum_steps < 1:
             raise ValueError("batch_size and accum_steps must be >= 1")
         self.rank, self.world_size, self.local_rank = init_distributed() if distributed else (0, 1, 0)
-        self.device = _pick_device(train.device, self.local_rank)
+        self.device = pick_device(train.device, self.local_rank)
         self.model = model.to(self.device)
         self.modalities = list(modalities if modalities is not None else getattr(model, "modalities", None) or [])
         if not self.modalities:
@@ -214,6 +204,8 @@ class Trainer:
         self.skipped = 0
         self.last_losses: dict[str, float] = {}
         self.last_checkpoint: str | None = None
+        self._signals = StopSignals()
+        self._stopping: int | None = None  # the signal every rank agreed to stop on
 
     def _total_steps(self) -> int:
         total = self.train_cfg.epochs * self.steps_per_epoch
@@ -240,15 +232,16 @@ class Trainer:
         # An explicit generator means creating a loader iterator never draws from the global RNG.
         self._loader_gen = torch.Generator()
         return DataLoader(
-            SeededDataset(dataset),
+            GuardedDataset(SeededDataset(dataset)),
             batch_size=train.batch_size,
             sampler=self.sampler,
             num_workers=train.num_workers,
-            collate_fn=collate_fn or collate_repeated,
+            collate_fn=GuardedCollate(collate_fn or collate_repeated),
             drop_last=True,
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
             generator=self._loader_gen,
+            worker_init_fn=ignore_stop_signals,
         )
 
     def _stream_loader(self, dataset: Any, collate_fn: Callable[[list[Any]], Any] | None) -> DataLoader:
@@ -273,13 +266,14 @@ class Trainer:
         self.sampler = None
         self._loader_gen = torch.Generator()
         return DataLoader(
-            dataset,
+            GuardedStream(dataset),
             batch_size=train.batch_size,
             num_workers=train.num_workers,
-            collate_fn=collate_fn or collate_repeated,
+            collate_fn=GuardedCollate(collate_fn or collate_repeated),
             drop_last=True,
             pin_memory=self.device.type == "cuda",
             generator=self._loader_gen,
+            worker_init_fn=ignore_stop_signals,
         )
 
     def _epoch_batches(self) -> Iterator[Any]:
@@ -293,12 +287,12 @@ class Trainer:
                 self.sampler.set_start_step(self.step_in_epoch)
             else:
                 self.sampler.set_start(self.step_in_epoch * cfg.accum_steps * cfg.batch_size)
-            yield from self.loader
+            yield from raise_failures(self.loader)  # a sample that failed to load raises here, named
             return
         skip, passes = self.step_in_epoch * cfg.accum_steps, 0
         while True:
             got = 0
-            for batch in self.loader:
+            for batch in raise_failures(self.loader):
                 got += 1
                 if skip:
                     skip -= 1
@@ -334,13 +328,14 @@ class Trainer:
         self._loader_gen = torch.Generator()
         default = collate_mixed(self.modalities) if mixing.mode == "per_sample" else collate_repeated
         return DataLoader(
-            SeededDataset(dataset),
+            GuardedDataset(SeededDataset(dataset)),
             batch_sampler=self.sampler,
             num_workers=train.num_workers,
-            collate_fn=collate_fn or default,
+            collate_fn=GuardedCollate(collate_fn or default),
             pin_memory=self.device.type == "cuda",
             persistent_workers=False,
             generator=self._loader_gen,
+            worker_init_fn=ignore_stop_signals,
         )
 
     def _loader_masks(self, dataset: Any) -> Any:
@@ -360,54 +355,40 @@ class Trainer:
         """Rank 0 of this trainer's processes (it logs, shows progress and writes checkpoints)."""
         return self.rank == 0
 
+    @property
+    def stop_requested(self) -> int | None:
+        """The signal (SIGTERM/SIGINT) this process got during :meth:`fit`, if any: every rank then
+        stops after the optimizer step in progress (or the next one), with a checkpoint."""
+        return self._signals.requested
+
     # ------------------------------------------------------------------ public
     def fit(self, resume: bool | str = False) -> TrainResult:
         """Train to ``total_steps``; ``resume=True`` continues from ``<output_dir>/checkpoints/latest``,
-        a string resumes from that checkpoint (or output) directory."""
+        a string resumes from that checkpoint (or output) directory.
+
+        Raises:
+            TrainingInterrupted: SIGTERM/SIGINT arrived; every rank stopped at the same step after
+                a checkpoint was written (a ``SystemExit``: uncaught, the process exits 143/130).
+            NonFiniteLossError: the loss of some rank became NaN/inf (the step is not applied).
+        """
         cfg = self.train_cfg
         _seed_everything(cfg.seed + self.rank)
         if resume:
             self._resume(self.output_dir if resume is True else Path(resume))
-        start_step, saved_step = self.step, (self.step if resume else -1)
-        losses: list[float] = []
-        bar = tqdm(
-            total=self.total_steps,
-            initial=self.step,
-            desc="train",
-            dynamic_ncols=True,
-            disable=not (cfg.progress and self.is_main),
-        )
+        start_step, losses = self.step, []
+        report = Reporter(cfg, main=self.is_main, start_step=self.step, total_steps=self.total_steps,
+                          steps_per_epoch=self.steps_per_epoch, effective_batch=self.effective_batch,
+                          device=self.device)  # fmt: skip
         self._net.train()
+        self._stopping = None
         t0 = time.perf_counter()
         try:
-            while self.step < self.total_steps:
-                batches = self._epoch_batches()
-                for _ in range(self.step_in_epoch, self.steps_per_epoch):
-                    if self.step >= self.total_steps:
-                        break
-                    out, loss, lr = self._train_step(batches)
-                    losses.append(loss)
-                    self.step += 1
-                    self.step_in_epoch += 1
-                    if self.step_in_epoch == self.steps_per_epoch:
-                        self.epoch, self.step_in_epoch = self.epoch + 1, 0
-                    if self.is_main and cfg.log_every > 0 and self.step % cfg.log_every == 0:
-                        self._log_step(loss, lr, start_step, t0)
-                    for hook in self.hooks:
-                        hook(self, self.step, out)
-                    rate = (self.step - start_step) * self.effective_batch / max(time.perf_counter() - t0, 1e-9)
-                    bar.set_postfix(
-                        {"loss": f"{loss:.4f}", "lr": f"{lr:.2e}", "samples/s": f"{rate:.1f}"}, refresh=False
-                    )
-                    bar.update(1)
-                    if cfg.checkpoint_every > 0 and self.step % cfg.checkpoint_every == 0:
-                        self._save()
-                        saved_step = self.step
-                del batches  # shut the epoch's worker processes down before starting the next
-            if saved_step != self.step:
-                self._save()
+            with self._signals:
+                saved_step = self._run(report, losses, saved_step=self.step if resume else -1)
+                if saved_step != self.step:
+                    self._save()
         finally:
-            bar.close()
+            report.close()
         elapsed = max(time.perf_counter() - t0, 1e-9)
         if self.skipped:
             logger.warning(
@@ -427,92 +408,107 @@ class Trainer:
         )
 
     # ----------------------------------------------------------------- internals
-    def _train_step(self, batches: Iterator[Any]) -> tuple[Any, float, float]:
-        cfg, accum = self.train_cfg, self.train_cfg.accum_steps
-        lr = lr_at(
-            self.step / self.steps_per_epoch,
-            self.peak_lr,
-            self.optim_cfg.min_lr,
-            self.optim_cfg.warmup_epochs,
-            cfg.epochs,
-        )
+    def _run(self, report: Reporter, losses: list[float], saved_step: int) -> int:
+        """The optimizer steps from the current one to ``total_steps``; returns the step last saved.
+        After the step at which the ranks agree on a stop signal: a checkpoint, then TrainingInterrupted."""
+        cfg = self.train_cfg
+        while self.step < self.total_steps:
+            batches = self._epoch_batches()
+            try:
+                for _ in range(self.step_in_epoch, self.steps_per_epoch):
+                    if self.step >= self.total_steps:
+                        break
+                    out, loss, lr, norm = self._train_step(batches, report)
+                    losses.append(loss)
+                    self.step += 1
+                    self.step_in_epoch += 1
+                    if self.step_in_epoch == self.steps_per_epoch:
+                        self.epoch, self.step_in_epoch = self.epoch + 1, 0
+                    report.step(self.step, loss, lr, self.last_losses, norm, self.source_stats)
+                    for hook in self.hooks:
+                        hook(self, self.step, out)
+                    if stop := self._stopping is not None:
+                        batches.close()  # the loader workers go first: they may have been signalled too
+                    if stop or (cfg.checkpoint_every > 0 and self.step % cfg.checkpoint_every == 0):
+                        self._save()
+                        saved_step = self.step
+                    if stop:
+                        err = TrainingInterrupted(self._stopping, self.step, self.last_checkpoint)  # type: ignore[arg-type]
+                        if self.is_main:
+                            logger.warning("%s", err)
+                        raise err
+            finally:  # shut the epoch's loader workers down, also when a step raised (not at interpreter exit)
+                batches.close()
+        return saved_step
+
+    def _train_step(self, batches: Iterator[Any], report: Reporter) -> tuple[Any, float, float, torch.Tensor | None]:
+        """One optimizer step: ``(last output, mean loss, lr, gradient norm or None)``."""
+        o = self.optim_cfg
+        lr = lr_at(self.step / self.steps_per_epoch, self.peak_lr, o.min_lr, o.warmup_epochs, self.train_cfg.epochs)
         apply_lr(self.optimizer, lr)
         schedules = getattr(self.model, "update_schedules", None)
         if schedules is not None:  # masking ratios that follow training progress (a pure function of the step)
             schedules(self.step / max(self.total_steps, 1))
         self.optimizer.zero_grad(set_to_none=True)
+        out, total, parts, skipped = self._forward_backward(batches, report)
+        # One all-reduce carries the loss stats, each rank's non-finite flag and any stop signal.
+        got = reduce_step(total, parts, skipped, rank=self.rank, world_size=self.world_size,
+                          signum=self._signals.requested)  # fmt: skip
+        self.last_losses, self._stopping = got.losses, self._stopping or got.stop
+        self.skipped += got.skipped
+        if got.bad_ranks is not None:
+            raise non_finite_error(got, self.step + 1, self.epoch, (self.step_in_epoch + 1, self.steps_per_epoch),
+                                   self.world_size, self.last_checkpoint)  # fmt: skip
+        loss = got.loss
+        norm = None
+        if self.optim_cfg.clip_grad is not None:
+            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.optim_cfg.clip_grad)
+        elif report.due(self.step + 1):
+            norm = grad_norm(self.model.parameters())
+        self.optimizer.step()
+        return out, loss, lr, norm
+
+    def _forward_backward(
+        self, batches: Iterator[Any], report: Reporter
+    ) -> tuple[Any, torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
+        """The step's micro-batches: ``(last output, loss, per-modality losses, skipped count)``,
+        this rank's means over the micro-batches (device tensors)."""
+        cfg, accum = self.train_cfg, self.train_cfg.accum_steps
         total = torch.zeros((), device=self.device)
         skipped = torch.zeros((), device=self.device)
         parts: dict[str, torch.Tensor] = {}
         out: Any = None
         for micro in range(accum):
+            waited = time.perf_counter()
             batch = next(batches)
+            report.wait += time.perf_counter() - waited
             inputs = self._inputs(batch)
-            extra = {k: _to_device(batch[k], self.device) for k in ("masks", "decode_masks") if k in batch}
+            extra = {k: to_device(batch[k], self.device) for k in ("masks", "decode_masks") if k in batch}
             if "present" in batch:  # per-sample mixing: which samples carry each modality
-                extra["present"] = _to_device(batch["present"], self.device)
+                extra["present"] = to_device(batch["present"], self.device)
             label_key = getattr(self.model, "label_key", None)  # supervised models (fine-tuning) take labels
             if label_key is not None:
-                extra["labels"] = _to_device(batch[label_key], self.device)
+                extra["labels"] = to_device(batch[label_key], self.device)
             if "skipped" in batch:
                 skipped += torch.as_tensor(batch["skipped"]).sum().to(self.device, torch.float32)
             # Gradients are all-reduced only on the last micro-step of an accumulation cycle.
             last = micro == accum - 1
             sync = nullcontext() if last or self._net is self.model else self._net.no_sync()  # type: ignore[operator]
             with sync:
-                with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16):
+                with (
+                    torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16),
+                    report.flops.forward(inputs),
+                ):
                     out = self._net(inputs, **extra)
                 (out.loss / accum).backward()
             total += out.loss.detach().float() / accum
             for name, value in out.losses.items():
                 parts[name] = parts.get(name, 0.0) + value.detach().float() / accum
-        names = sorted(parts)
-        # One collective (and one host sync) for the loss, its per-modality parts and the skip count.
-        stats = torch.stack([total, *(parts[n] for n in names), skipped])
-        stats = (all_reduce_mean(stats) if self.world_size > 1 else stats).tolist()
-        loss, per_mod = stats[0], dict(zip(names, stats[1:-1]))
-        self.last_losses = per_mod
-        self.skipped += round(stats[-1] * self.world_size)  # summed over ranks: the same on every rank
-        if not (math.isfinite(loss) and all(math.isfinite(v) for v in per_mod.values())):
-            step = self.step + 1
-            raise NonFiniteLossError(
-                f"non-finite loss {loss} at optimizer step {step} (epoch {self.epoch}, step "
-                f"{self.step_in_epoch + 1}/{self.steps_per_epoch} of the epoch); per-modality losses "
-                f"{per_mod}; the step was not applied and nothing was saved; last good checkpoint: "
-                f"{self.last_checkpoint or 'none (no checkpoint written yet)'}. Lower the lr, set "
-                f"optim.clip_grad or check the data, then resume from that checkpoint.",
-                step,
-                self.epoch,
-                per_mod,
-                self.last_checkpoint,
-            )
-        if self.optim_cfg.clip_grad is not None:
-            torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.optim_cfg.clip_grad)
-        self.optimizer.step()
-        return out, loss, lr
-
-    def _log_step(self, loss: float, lr: float, start_step: int, t0: float) -> None:
-        rate = (self.step - start_step) * self.effective_batch / max(time.perf_counter() - t0, 1e-9)
-        parts = " ".join(f"{k} {v:.4f}" for k, v in sorted(self.last_losses.items()))
-        logger.info(
-            "step %d/%d epoch %.2f loss %.4f (%s) lr %.3e %.1f samples/s",
-            self.step,
-            self.total_steps,
-            self.step / self.steps_per_epoch,
-            loss,
-            parts,
-            lr,
-            rate,
-        )
-        if self.mixing is not None:
-            stats = self.source_stats()
-            logger.info(
-                "sources: %s", ", ".join(f"{n} {v['samples']} ({v['epochs']:.2f} ep)" for n, v in stats.items())
-            )
+        return out, total, parts, skipped
 
     def _inputs(self, batch: dict[str, Any]) -> dict[str, torch.Tensor]:
         """The model's modalities present in ``batch`` (a mixed run's batch may hold any subset)."""
-        inputs = {m: _to_device(batch[m], self.device) for m in self.modalities if m in batch}
+        inputs = {m: to_device(batch[m], self.device) for m in self.modalities if m in batch}
         if not inputs:
             raise KeyError(
                 f"batch holds none of the model's modalities {self.modalities}; its keys are {sorted(batch)}"
