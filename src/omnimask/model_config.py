@@ -89,14 +89,14 @@ def _check_masking(masking: dict, where: str) -> None:
 
 
 def _schedule(given: Any, where: str) -> dict:
+    """Validate a ``mask_schedule``; its value errors (``mask_schedule.<key> ...``) get the full key."""
     if not isinstance(given, dict):
         raise ConfigError(f"{where} must be a mapping {{shape, start, end, ramp}}, got {given!r}")
     try:
         return to_dict(from_dict(RatioSchedule, given, where))
     except ConfigError as err:
-        raise ConfigError(
-            str(err).replace("mask_schedule.", f"{where[: -len('mask_schedule')]}mask_schedule.")
-        ) from None
+        text = str(err)
+        raise ConfigError(text if text.startswith(where) else text.replace("mask_schedule.", f"{where}.", 1)) from None
 
 
 def normalize_modality(key: str, cfg: dict | None) -> dict:
