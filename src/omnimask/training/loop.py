@@ -30,7 +30,7 @@ from ..run_config import to_dict
 from .checkpoint import CheckpointError, capture_rng_state, load_checkpoint, save_checkpoint
 from .distributed import all_gather_object, all_reduce_mean, init_distributed, pick_device, to_device
 from .metrics import Reporter, grad_norm
-from .mixing import MixedBatchSampler, nominal_steps_per_epoch
+from .mixing import MixedBatchSampler, expected_batch, nominal_steps_per_epoch
 from .optim import OptimConfig, build_optimizer, resolve_lr
 from .sampler import ResumableSampler, SeededDataset, mix_seed
 from .schedule import apply_lr, lr_at
@@ -310,9 +310,9 @@ class Trainer:
             raise ValueError("train.balanced_sampling applies to one dataset; a mixed run samples sources by weight")
         batch_sizes = mixing.batch_sizes if mixing.mode == "per_step" else [train.batch_size]
         plan = dict(sizes=dataset.sizes, weights=mixing.weights, batch_sizes=batch_sizes, mode=mixing.mode)
-        probe = MixedBatchSampler(**plan, accum_steps=train.accum_steps, total_steps=0, steps_per_epoch=1,
-                                  world_size=self.world_size)  # fmt: skip
-        self.effective_batch = probe.expected_batch()
+        self.effective_batch = expected_batch(
+            mixing.weights, batch_sizes, train.accum_steps, self.world_size, mixing.mode
+        )
         self.steps_per_epoch = nominal_steps_per_epoch(dataset.sizes, self.effective_batch)
         self.total_steps = self._total_steps()
         self.sampler = MixedBatchSampler(

@@ -16,7 +16,7 @@ from torch.utils.data import Sampler
 from ..data.mixing import MIXING_MODES
 from .sampler import mix_seed
 
-__all__ = ["MixedBatchSampler", "nominal_steps_per_epoch"]
+__all__ = ["MixedBatchSampler", "expected_batch", "nominal_steps_per_epoch", "source_probabilities"]
 
 _SALT_CHOICE, _SALT_ORDER = 0x6D6978, 0x6F7264  # keep the choice and order streams apart
 
@@ -51,10 +51,7 @@ class MixedBatchSampler(Sampler[list[tuple[int, int]]]):
     ) -> None:
         if mode not in MIXING_MODES:
             raise ValueError(f"mixing mode must be one of {MIXING_MODES}, got {mode!r}")
-        w = torch.as_tensor(list(weights), dtype=torch.float64)
-        if w.numel() != len(sizes) or not bool(torch.isfinite(w).all()) or bool((w <= 0).any()):
-            raise ValueError(f"source weights must be positive and finite, one per source; got {list(weights)}")
-        self.sizes, self.weights = [int(n) for n in sizes], w / w.sum()
+        self.sizes, self.weights = [int(n) for n in sizes], source_probabilities(weights, len(sizes))
         self.batch_sizes = [int(b) for b in batch_sizes]
         self.mode, self.accum, self.seed = mode, int(accum_steps), int(seed)
         self.rank, self.world_size = rank, world_size
@@ -139,10 +136,27 @@ class MixedBatchSampler(Sampler[list[tuple[int, int]]]):
 
     def expected_batch(self) -> float:
         """Samples per optimizer step over all ranks, in expectation over the source draw."""
-        if self.mode == "per_sample":
-            return float(self.batch_sizes[0] * self.accum * self.world_size)
-        b = torch.as_tensor(self.batch_sizes, dtype=torch.float64)
-        return float((self.weights * b).sum()) * self.accum * self.world_size
+        return expected_batch(self.weights, self.batch_sizes, self.accum, self.world_size, self.mode)
+
+
+def source_probabilities(weights: Sequence[float], count: int) -> torch.Tensor:
+    """``weights`` normalised to probabilities; a named error unless there is one positive,
+    finite weight per source."""
+    w = torch.as_tensor(list(weights), dtype=torch.float64)
+    if w.numel() != count or not bool(torch.isfinite(w).all()) or bool((w <= 0).any()):
+        raise ValueError(f"source weights must be positive and finite, one per source; got {list(weights)}")
+    return w / w.sum()
+
+
+def expected_batch(
+    weights: Sequence[float] | torch.Tensor, batch_sizes: Sequence[int], accum_steps: int, world_size: int, mode: str
+) -> float:
+    """Samples per optimizer step over all ranks, in expectation over the source draw (``per_sample``
+    batches have ``batch_sizes[0]`` samples whatever their sources)."""
+    if mode == "per_sample":
+        return float(batch_sizes[0] * accum_steps * world_size)
+    p = source_probabilities(weights, len(batch_sizes))
+    return float((p * torch.as_tensor(list(batch_sizes), dtype=torch.float64)).sum()) * accum_steps * world_size
 
 
 def nominal_steps_per_epoch(sizes: Sequence[int], expected_batch: float) -> int:
