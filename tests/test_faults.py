@@ -229,12 +229,21 @@ def half_written(model, path, **kw):  # the weights file half written when the p
         f.truncate(os.path.getsize(path) // 2)
     stall()
 
-REAL = C.save_model
+REAL, REAL_SHARDS = C.save_model, C.dcp.save
+
+def half_written_shards(state, checkpoint_id, **kw):  # a shard file half written
+    REAL_SHARDS(state, checkpoint_id=checkpoint_id, **kw)
+    shard = Path(checkpoint_id) / "__0_0.distcp"
+    with open(shard, "r+b") as f:
+        f.truncate(os.path.getsize(shard) // 2)
+    stall()
 
 def hook(trainer, step, _):
     if step == 3:  # the save at step 2 is whole; the one at step 4 dies
         if phase == "weights":
             C.save_model = half_written
+        elif phase == "shards":
+            C.dcp.save = half_written_shards
         else:  # the step folder is in place, `latest` not yet rewritten
             C._write_latest = lambda root, name: stall()
 
@@ -242,7 +251,7 @@ Trainer(T._model(), T.NoisyData(), T._cfg(out, max_steps=6, checkpoint_every=2),
 """
 
 
-@pytest.mark.parametrize("phase", ["weights", "latest"])
+@pytest.mark.parametrize("phase", ["shards", "weights", "latest"])
 def test_kill_9_during_a_save_keeps_the_previous_checkpoint(tmp_path, phase):
     script, out = tmp_path / "child.py", tmp_path / "run"
     script.write_text(KILL_CHILD)
@@ -255,7 +264,7 @@ def test_kill_9_during_a_save_keeps_the_previous_checkpoint(tmp_path, phase):
     assert proc.returncode == -signal.SIGKILL
     root = out / "checkpoints"
     assert _latest(out) == "step_00000002"
-    if phase == "weights":
+    if phase in ("shards", "weights"):
         assert any(p.name.startswith(".tmp_step_00000004_") for p in root.iterdir())  # the half-written save
         assert [p.name for p in list_checkpoints(out)] == ["step_00000002"]
     else:

@@ -206,7 +206,7 @@ from dataclasses import dataclass
 sys.path.insert(0, sys.argv[3])
 from test_mixing import Toy
 from omnimask.data.mixing import MixedDataset
-from omnimask.training import Mixing, OptimConfig, TrainConfig, Trainer
+from omnimask.training import Mixing, OptimConfig, TrainConfig, Trainer, cleanup
 
 @dataclass
 class Out:  # DDP finds the loss's graph through dataclass fields, as in the real model's output
@@ -236,6 +236,7 @@ result = trainer.fit()
 if trainer.rank == 0:
     state = {k: v.tolist() for k, v in model.state_dict().items()}
     json.dump({"losses": result.losses, "state": state, "sources": result.sources}, open(sys.argv[2], "w"))
+cleanup()  # leave the process group before exiting, as every torchrun script should
 """
 
 

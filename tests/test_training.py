@@ -214,7 +214,8 @@ def test_checkpoint_atomic_latest_and_pruning(tmp_path):
     state = torch.load(path / "training_state.pt", weights_only=True)
     assert state["step"] == 3 and state["extra"] == {"note": "hi", "sizes": [1, 2]}
     assert set(state["rng"][0]) >= {"torch", "numpy", "python"}
-    assert sorted(os.listdir(path)) == ["model.safetensors", "training_state.pt"]
+    assert sorted(os.listdir(path)) == ["model.safetensors", "state", "training_state.pt"]
+    assert (path / "state" / ".metadata").is_file()  # the DCP shards of model and optimizer
 
 
 def test_checkpoint_roundtrip_restores_everything(tmp_path):
@@ -246,7 +247,9 @@ def test_checkpoint_save_pretrained_and_errors(tmp_path):
         save_checkpoint(
             tmp_path, model=model, optimizer=None, step=2, epoch=0, step_in_epoch=2, extra={"obj": object()}, keep=1
         )
-    with pytest.raises(CheckpointError, match="missing"):
+    with pytest.raises(
+        CheckpointError, match=r"into Linear: RuntimeError: Missing key in checkpoint state_dict: model\.weight"
+    ):
         load_checkpoint(path, nn.Linear(2, 2))
     with pytest.raises(CheckpointError, match=str(tmp_path / "nothing")):
         load_checkpoint(tmp_path / "nothing", model)
@@ -321,7 +324,6 @@ cleanup()
 """
 
 
-@pytest.mark.slow
 def test_ddp_two_process_resume(tmp_path):
     script = tmp_path / "ddp_run.py"
     script.write_text(DDP_SCRIPT)

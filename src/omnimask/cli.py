@@ -217,6 +217,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     data.add_argument(
         "--parts", nargs="+", default=["image"], help="parts to build (omnimask list names them; default: image)"
     )
+    export = sub.add_parser(
+        "export", help="write the whole model of a training checkpoint (e.g. an FSDP run's shards) as save_pretrained"
+    )
+    export.add_argument("checkpoint", help="a checkpoint dir, or an output dir (its latest checkpoint)")
+    export.add_argument("destination", help="folder for config.json + model.safetensors")
     commands = {}
     for name in COMMANDS.names():  # added by modality packages (audio-stats) and plugins
         command = commands[name] = COMMANDS.get(name)
@@ -259,6 +264,12 @@ def _run_command(args: argparse.Namespace, rest: list[str], commands: dict) -> i
         return run_convert(args)
     if args.command == "data":
         return _cmd_data(args)
+    if args.command == "export":
+        from .models.export import export_checkpoint
+
+        out = export_checkpoint(args.checkpoint, args.destination)
+        print(f"wrote {out} (load it with from_pretrained or AutoModel)")
+        return 0
     return commands[args.command].run(args)
 
 

@@ -1,6 +1,6 @@
 """Sub-commands that packages add to the ``omnimask`` command line.
 
-The built-in commands (``list``, ``train``, ``convert``, ``data``) live in :mod:`omnimask.cli`.
+The built-in commands (``list``, ``train``, ``convert``, ``data``, ``export``) live in :mod:`omnimask.cli`.
 A modality that brings a tool of its own (``audio-stats``) registers a :class:`Command` here from
 its package; :data:`COMMANDS` fills itself on first lookup through the modality registry's
 discovery, so a third-party modality's commands appear as well.

@@ -18,7 +18,7 @@ from ..modalities import MODALITIES
 from ..model_config import OmniMaskConfig
 from ..registry import ConfigError, check_keys
 from ..run_config import from_dict
-from ..training import NonFiniteLossError
+from ..training import NonFiniteLossError, cleanup
 
 __all__ = ["data_configs", "build_dataset", "find_config", "runner_main"]
 
@@ -112,6 +112,8 @@ def runner_main(
             raise
         print(f"error: {error_line(err)}{_hint(err)}", file=sys.stderr)
         return code
+    finally:
+        cleanup()  # leave a torchrun process group before exit (a live one can abort the exit)
     return 0
 
 

@@ -37,7 +37,7 @@ from ..model_config import OmniMaskConfig
 from ..models import OmniMaskModel
 from ..registry import ConfigError, check_keys
 from ..run_config import apply_overrides, from_dict, load_yaml, to_dict
-from ..training import OptimConfig, TrainConfig, Trainer, is_main
+from ..training import OptimConfig, TrainConfig, Trainer
 from ..training.optim import layer_decay_groups
 from .common import build_dataset, data_configs, runner_main
 
@@ -268,8 +268,12 @@ def run(recipe: FinetuneRecipe, resume: bool | str = False) -> dict[str, Any]:
         "num_classes": num_classes,
         "skipped_samples": result.skipped,
     }
-    if not is_main():
+    # Every rank: an FSDP run gathers the whole classifier to rank 0 (into a fresh copy).
+    whole = trainer.full_model(lambda: ClassifierModel(build_encoder(recipe), modality, num_classes, recipe.finetune))
+    if whole is None:
         return summary
+    model = whole  # type: ignore[assignment]
+    encoder = model.encoder
     out = Path(recipe.train.output_dir)
     metrics = evaluate(model, val_set, recipe.finetune.eval_batch_size, trainer.device)
     summary["val"] = metrics

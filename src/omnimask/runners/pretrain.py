@@ -114,11 +114,13 @@ class ReconstructionHook:
         self.suffix = [{k: f"_{n}" if seen.count(k) > 1 else "" for k in g} for g, n in zip(groups, self.names)]
 
     def __call__(self, trainer: Trainer, step: int, out: Any) -> None:
-        if self.every and step % self.every == 0 and is_main():
-            self.save(trainer.model, step)
+        # A sharded model runs only when every rank calls it (FSDP gathers each block's weights).
+        if self.every and step % self.every == 0 and (is_main() or trainer.sharded):
+            self.save(trainer.model, step, write=is_main())
 
     @torch.no_grad()
-    def save(self, model: OmniMaskForPreTraining, step: int) -> Path | None:
+    def save(self, model: OmniMaskForPreTraining, step: int, write: bool = True) -> Path | None:
+        """Reconstruct the groups (every rank of a sharded model calls it; only ``write`` saves)."""
         was_training = model.training
         model.eval()
         device = next(model.parameters()).device
@@ -126,12 +128,11 @@ class ReconstructionHook:
         for i, group in enumerate(self.groups):
             batch = {k: v.to(device) for k, v in group.items()}
             if len(self.masks) <= i:  # drawn once with the model's own strategies, then reused
-                tokens = model.omnimask.embed(batch)
-                self.masks.append({
-                    k: model.maskings[k](t.tokens.shape[0], t.grid, generator=self.generator, coords=t.coords).mask
-                    for k, t in tokens.items()
-                })  # fmt: skip
+                out = model(batch, generator=self.generator)
+                self.masks.append({k: m.cpu() for k, m in out.mask.items()})
             out = model(batch, masks={k: v.to(device) for k, v in self.masks[i].items()})
+            if not write:
+                continue
             for key in batch:
                 img = model.visualize(key, batch[key], out)
                 if img is None:
@@ -212,11 +213,12 @@ def _train_and_save(
         "last_checkpoint": result.last_checkpoint,
         "skipped_samples": result.skipped,
     }
-    if not is_main():
+    model = trainer.full_model()  # every rank: an FSDP run gathers the whole model to rank 0
+    if model is None:
         return summary, None
     final = out_dir / "final"
-    trainer.model.save_pretrained(final)
-    picture = hook.save(trainer.model, result.steps)
+    model.save_pretrained(final)
+    picture = hook.save(model, result.steps)
     summary.update(final_model=str(final), reconstruction=str(picture) if picture else None)
     if result.skipped:
         print(f"\nThe dataset skipped {result.skipped} unreadable sample(s) (their paths are in the warnings above)")

@@ -1,18 +1,26 @@
-"""Atomic, prunable training checkpoints that load with ``torch.load(weights_only=True)``.
+"""Atomic, prunable training checkpoints, sharded with ``torch.distributed.checkpoint`` (DCP).
 
 Layout under ``<output_dir>/checkpoints/``::
 
     step_00000500/
-        training_state.pt    optimizer, counters, RNG states (per rank), user ``extra``
-        model.safetensors    weights (or whatever ``model.save_pretrained`` writes, e.g. + config.json)
+        training_state.pt    counters, RNG states (one per rank), user ``extra`` (rank 0 writes it)
+        state/               model + optimizer state as DCP shards (``.metadata`` + one file per
+                             rank): every process writes its own part, so an FSDP run never
+                             gathers the whole model, and any number of processes can read it
+                             back (2 -> 1, 1 -> 2, DDP <-> FSDP: DCP reshards by parameter name)
+        model.safetensors    the whole model (or what ``model.save_pretrained`` writes, + config.json),
+                             when one process holds it (one process, DDP); an FSDP checkpoint holds
+                             ``config.json`` only: ``omnimask export`` writes the whole model from it
     latest                   text file naming the newest complete step directory
 
 A checkpoint is assembled in a hidden temp directory beside its final place, fsynced and then
-moved with ``os.replace``, and ``latest`` is rewritten the same way, so a crash at any moment
-leaves either the old or the new checkpoint, never a half-written one. Leftover temp
-directories are never mistaken for checkpoints, and the next save removes them. A save that fails
-(disk full) raises :class:`CheckpointError` and leaves the earlier checkpoints and ``latest`` as they
+moved with ``os.replace`` by rank 0 once every rank's shards are written, and ``latest`` is
+rewritten the same way, so a crash (or kill -9) at any moment leaves either the old or the new
+checkpoint, never a half-written one. Leftover temp directories are never mistaken for
+checkpoints, and the next save removes them. A save that fails (disk full) raises
+:class:`CheckpointError` on every rank and leaves the earlier checkpoints and ``latest`` as they
 were; loading an output directory skips a damaged newest checkpoint for the newest readable one.
+Checkpoints of the earlier format (optimizer inside ``training_state.pt``) still load.
 """
 
 from __future__ import annotations
@@ -24,15 +32,24 @@ import random
 import re
 import shutil
 import tempfile
+import warnings
 from collections import OrderedDict
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+import torch.distributed as dist
+import torch.distributed.checkpoint as dcp
 from safetensors import SafetensorError
 from safetensors.torch import load_file, save_model
 from torch import nn
+from torch.distributed.checkpoint.api import CheckpointException
+from torch.distributed.checkpoint.state_dict import get_state_dict, set_state_dict
+
+from .strategy import is_sharded, plain_class
 
 __all__ = [
     "CheckpointError",
@@ -49,6 +66,7 @@ logger = logging.getLogger(__name__)
 
 STATE_FILE = "training_state.pt"
 WEIGHTS_FILE = "model.safetensors"
+SHARDS_DIR = "state"
 _STEP_RE = re.compile(r"^step_(\d{8,})$")
 # What save_checkpoint leaves behind when it is killed: its temp folder, the trash folder of a re-saved
 # step, the temp file of ``latest``. Nothing else in checkpoints/ is touched.
@@ -161,49 +179,101 @@ def save_checkpoint(
     extra: dict[str, Any] | None = None,
     keep: int = 2,
     rng_states: list[dict[str, Any]] | None = None,
+    distributed: bool = False,
 ) -> Path:
     """Write ``<output_dir>/checkpoints/step_<step:08d>/`` atomically and return its path.
 
-    ``rng_states`` is one :func:`capture_rng_state` per rank (gathered by the trainer under DDP);
-    by default the calling process's state is stored. ``keep`` newest checkpoints survive pruning
-    (``keep <= 0`` keeps all); the one just written is never deleted. Temp folders of an earlier,
-    killed save are removed first.
+    With ``distributed=True`` every rank of the process group calls it (collective): each writes
+    its shards, rank 0 the rest. ``rng_states`` is one :func:`capture_rng_state` per rank
+    (gathered by the trainer); by default the calling process's state is stored. ``keep`` newest
+    checkpoints survive pruning (``keep <= 0`` keeps all); the one just written is never deleted.
+    Temp folders of an earlier, killed save are removed first.
 
     Raises:
-        CheckpointError: the checkpoint could not be written (disk full...): the message names the
-            folder and the OS error; earlier checkpoints and ``latest`` are left as they were.
+        CheckpointError: the checkpoint could not be written (disk full...), on every rank: the
+            message names the folder and the error; earlier checkpoints and ``latest`` are left as
+            they were.
     """
     extra = dict(extra or {})
     _check_plain(extra, "extra")
+    main = not distributed or dist.get_rank() == 0
     root = Path(output_dir) / "checkpoints"
     name = f"step_{step:08d}"
-    final = root / name
+    final, tmp = root / name, root / f".tmp_{name}_shards"
     state = {
-        "format": 1,
+        "format": 2,
         "step": int(step),
         "epoch": int(epoch),
         "step_in_epoch": int(step_in_epoch),
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
         "rng": rng_states if rng_states is not None else [capture_rng_state()],
         "extra": extra,
         "torch_version": str(torch.__version__),
+        "whole_model": not is_sharded(model),  # a whole-model file beside the shards (checked on load)
     }
     _check_plain(state, "training state")  # fail now, not when the resume tries to read it
+    sharded = is_sharded(model)
+    failure: BaseException | None = None
+    if main:
+        try:
+            root.mkdir(parents=True, exist_ok=True)
+            _remove_stale_temps(root)
+            tmp.mkdir()
+        except OSError as err:
+            failure = err
+    _agree(failure, distributed, root, name, tmp if main else None)
     try:
-        root.mkdir(parents=True, exist_ok=True)
-        _remove_stale_temps(root)
-        _write_step(root, name, state, model)
-        _write_latest(root, name)
-    except (OSError, RuntimeError, SafetensorError) as err:  # disk full, read-only, quota...
-        before = _latest_name(root)
-        kept = f"latest still names {before}" if before else "no earlier checkpoint"
-        raise CheckpointError(f"cannot save checkpoint {name} in {root}: {_reason(err)} ({kept})") from err
-    if keep > 0:
+        model_state, optim_state = get_state_dict(model, optimizer or [])
+        shards = {"model": model_state, **({"optimizer": optim_state} if optimizer is not None else {})}
+        with _quiet_dcp():
+            dcp.save(shards, checkpoint_id=str(tmp / SHARDS_DIR), no_dist=not distributed)
+    except (Exception, CheckpointException) as err:  # noqa: BLE001 - DCP wraps each rank's error in its own
+        failure = RuntimeError(_dcp_reason(err))
+    _agree(failure, distributed, root, name, tmp if main else None)
+    if main:
+        try:
+            _finish_step(tmp, final, state, model, whole=not sharded)
+            _write_latest(root, name)
+        except (OSError, RuntimeError, SafetensorError) as err:  # disk full, read-only, quota...
+            failure = err
+    _agree(failure, distributed, root, name, tmp if main else None)
+    if main and keep > 0:
         old = [p for p in list_checkpoints(output_dir) if p != final]
         for p in old[: max(len(old) - (keep - 1), 0)]:
             shutil.rmtree(p, ignore_errors=True)
-    logger.info("saved checkpoint %s", final)
+    if main:
+        logger.info("saved checkpoint %s", final)
     return final
+
+
+def _agree(failure: BaseException | None, distributed: bool, root: Path, name: str, tmp: Path | None) -> None:
+    """Every rank learns whether any rank failed (in place of a barrier), so a failed save stops
+    them all with the reason instead of leaving the others waiting for a timeout; rank 0 (``tmp``
+    given) then removes the unfinished folder."""
+    reasons = [_reason(failure) if failure is not None else None]
+    if distributed:
+        reasons = [None] * dist.get_world_size()
+        dist.all_gather_object(reasons, _reason(failure) if failure is not None else None)
+    bad = [(rank, why) for rank, why in enumerate(reasons) if why is not None]
+    if not bad:
+        return
+    if tmp is not None:
+        shutil.rmtree(tmp, ignore_errors=True)
+    before = _latest_name(root) if root.is_dir() else None
+    kept = f"latest still names {before}" if before else "no earlier checkpoint"
+    where = "; ".join(f"rank {r}: {why}" if distributed else why for r, why in bad)
+    error = CheckpointError(f"cannot save checkpoint {name} in {root}: {where} ({kept})")
+    raise error from failure
+
+
+def _dcp_reason(err: BaseException) -> str:
+    """The first underlying error of a DCP ``CheckpointException`` (which wraps each rank's)."""
+    failures = getattr(err, "failures", None)
+    if failures:
+        _, wrapped = min(failures.items())
+        inner = wrapped[0] if isinstance(wrapped, tuple) else wrapped
+        if isinstance(inner, BaseException):
+            return _reason(inner)
+    return _reason(err)
 
 
 def _reason(err: BaseException) -> str:
@@ -235,27 +305,27 @@ def _remove_stale_temps(root: Path) -> None:
         logger.info("removed %s, left by an interrupted save", p)
 
 
-def _write_step(root: Path, name: str, state: dict[str, Any], model: nn.Module) -> None:
-    """Assemble ``root/name`` in a temp folder, fsync it and move it in place."""
-    final = root / name
-    tmp = Path(tempfile.mkdtemp(prefix=f".tmp_{name}_", dir=root))
-    try:
-        torch.save(state, tmp / STATE_FILE)
-        if callable(getattr(model, "save_pretrained", None)):
-            model.save_pretrained(str(tmp))  # type: ignore[operator]
-        else:
-            save_model(model, str(tmp / WEIGHTS_FILE), force_contiguous=True)
-        _fsync_tree(tmp)
-        if final.exists():  # re-saving a step (e.g. after a resume): swap, then drop the old copy
-            trash = Path(tempfile.mkdtemp(prefix=f".old_{name}_", dir=root))
-            os.replace(final, trash / name)
-            os.replace(tmp, final)
-            shutil.rmtree(trash, ignore_errors=True)
-        else:
-            os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+def _finish_step(tmp: Path, final: Path, state: dict[str, Any], model: nn.Module, whole: bool) -> None:
+    """Add the training state (and the whole model when this process holds it) to ``tmp``, fsync
+    it and move it in place (rank 0, after every rank wrote its shards)."""
+    root = final.parent
+    torch.save(state, tmp / STATE_FILE)
+    if whole and callable(getattr(model, "save_pretrained", None)):
+        model.save_pretrained(str(tmp))  # type: ignore[operator]
+    elif whole:
+        save_model(model, str(tmp / WEIGHTS_FILE), force_contiguous=True)
+    elif callable(getattr(model, "_config_with_assets", None)):  # sharded: the config, for `omnimask export`
+        config = model._config_with_assets(tmp)  # type: ignore[operator]
+        config.architectures = [plain_class(type(model)).__name__]
+        config.save_pretrained(tmp)
+    _fsync_tree(tmp)
+    if final.exists():  # re-saving a step (e.g. after a resume): swap, then drop the old copy
+        trash = Path(tempfile.mkdtemp(prefix=f".old_{final.name}_", dir=root))
+        os.replace(final, trash / final.name)
+        os.replace(tmp, final)
+        shutil.rmtree(trash, ignore_errors=True)
+    else:
+        os.replace(tmp, final)
     _fsync_dir(root)
 
 
@@ -334,9 +404,54 @@ def _apply_weights(model: nn.Module, weights: dict[str, torch.Tensor], ckpt: Pat
 
 
 def load_model_weights(model: nn.Module, ckpt: str | Path) -> None:
-    """Load a checkpoint's weights into ``model``, strictly (tied duplicates may be absent)."""
+    """Load a checkpoint's weights into ``model`` (one process), strictly (tied duplicates may be
+    absent): the whole-model file when the checkpoint has one, else its DCP shards."""
     ckpt = Path(ckpt)
+    if not (ckpt / WEIGHTS_FILE).is_file() and _has_shards(ckpt):
+        _check_shards(ckpt)
+        _load_shards(ckpt, model, None, distributed=False)
+        return
     _apply_weights(model, _read_weights(ckpt), ckpt)
+
+
+@contextmanager
+def _quiet_dcp() -> Iterator[None]:
+    """DCP warns that it assumes one process whenever no process group is joined: that is meant."""
+    with warnings.catch_warnings():
+        warnings.filterwarnings("ignore", message="torch.distributed is disabled", category=UserWarning)
+        yield
+
+
+def _has_shards(ckpt: Path) -> bool:
+    return (ckpt / SHARDS_DIR).is_dir()
+
+
+def _check_shards(ckpt: Path) -> None:
+    """Raise :class:`CheckpointError` unless the DCP metadata reads and every file it names is there."""
+    shards = ckpt / SHARDS_DIR
+    try:
+        metadata = dcp.FileSystemReader(str(shards)).read_metadata()
+    except Exception as e:  # noqa: BLE001 - missing or truncated .metadata: several error types
+        raise CheckpointError(f"cannot read the shard index {shards / '.metadata'} ({_reason(e)})") from e
+    files = {info.relative_path for info in (metadata.storage_data or {}).values()}
+    missing = sorted(f for f in files if not (shards / f).is_file())
+    if missing:
+        raise CheckpointError(f"{shards} lacks the shard file(s) {missing}")
+
+
+def _load_shards(ckpt: Path, model: nn.Module, optimizer: torch.optim.Optimizer | None, distributed: bool) -> None:
+    """Read model (and optimizer) state from the DCP shards into this process's part of them."""
+    model_state, optim_state = get_state_dict(model, optimizer or [])
+    wanted = {"model": model_state, **({"optimizer": optim_state} if optimizer is not None else {})}
+    try:
+        with _quiet_dcp():
+            dcp.load(wanted, checkpoint_id=str(ckpt / SHARDS_DIR), no_dist=not distributed)
+    except (Exception, CheckpointException) as e:  # noqa: BLE001 - missing keys, bad shapes, I/O
+        raise CheckpointError(f"cannot load {ckpt / SHARDS_DIR} into {type(model).__name__}: {_dcp_reason(e)}") from e
+    if optimizer is not None:
+        set_state_dict(model, optimizer, model_state_dict=wanted["model"], optim_state_dict=wanted["optimizer"])
+    else:
+        set_state_dict(model, [], model_state_dict=wanted["model"], optim_state_dict={})
 
 
 def _read_state(ckpt: Path) -> dict[str, Any]:
@@ -383,13 +498,16 @@ def load_checkpoint(
     *,
     rank: int = 0,
     restore_rng: bool = True,
+    distributed: bool = False,
 ) -> dict[str, Any]:
     """Restore model weights, optimizer and this rank's RNG state; return the training state.
 
     ``path`` is a checkpoint dir or an output dir (``checkpoints/latest`` is followed). For an
-    output dir a checkpoint that cannot be read (truncated or missing weights, unreadable state,
-    ``latest`` naming a missing folder) is skipped with a warning naming it, for the next newest.
-    The returned dict has ``step``, ``epoch``, ``step_in_epoch``, ``extra`` and ``path``.
+    output dir a checkpoint that cannot be read (truncated or missing shards or weights,
+    unreadable state, ``latest`` naming a missing folder) is skipped with a warning naming it, for
+    the next newest. With ``distributed=True`` every rank calls it and reads its own part of the
+    shards (any number of processes can read a checkpoint written by any other number). The
+    returned dict has ``step``, ``epoch``, ``step_in_epoch``, ``extra`` and ``path``.
 
     Raises:
         CheckpointError: no readable checkpoint (each one tried is named), or the one named checkpoint
@@ -398,9 +516,15 @@ def load_checkpoint(
     candidates, named = _candidates(Path(path))
     skipped: list[str] = []
     for ckpt in candidates:
-        try:  # read everything before touching the model: a damaged checkpoint leaves it as it was
+        try:  # check everything before touching the model: a damaged checkpoint leaves it as it was
             state = _read_state(ckpt)
-            weights = _read_weights(ckpt) if model is not None else None
+            weights = None
+            if _has_shards(ckpt):
+                _check_shards(ckpt)
+                if state.get("whole_model") and model is not None:
+                    _read_weights(ckpt)  # part of the checkpoint: a damaged copy means a damaged checkpoint
+            elif model is not None:  # the earlier format: whole weights, optimizer in the state file
+                weights = _read_weights(ckpt)
         except CheckpointError as err:
             if named:
                 raise
@@ -412,16 +536,19 @@ def load_checkpoint(
         raise CheckpointError(f"no readable checkpoint under {path}: " + "; ".join(skipped))
     if skipped:
         logger.warning("resuming from %s, the newest readable checkpoint (skipped %d newer)", ckpt, len(skipped))
-    if model is not None and weights is not None:
-        _apply_weights(model, weights, ckpt)
-    if optimizer is not None:
-        if state.get("optimizer") is None:
-            raise CheckpointError(f"{ckpt} holds no optimizer state")
-        optimizer.load_state_dict(state["optimizer"])
+    if _has_shards(ckpt) and model is not None:
+        _load_shards(ckpt, model, optimizer, distributed)
+    else:
+        if model is not None and weights is not None:
+            _apply_weights(model, weights, ckpt)
+        if optimizer is not None:
+            if state.get("optimizer") is None:
+                raise CheckpointError(f"{ckpt} holds no optimizer state")
+            optimizer.load_state_dict(state["optimizer"])
     rng = state.get("rng") or []
     if restore_rng and rng:
         if rank >= len(rng):
-            logger.warning("checkpoint has RNG states for %d rank(s); rank %d uses rank 0's", len(rng), rank)
+            logger.info("checkpoint has RNG states for %d rank(s); rank %d starts from rank 0's", len(rng), rank)
         restore_rng_state(rng[rank] if rank < len(rng) else rng[0])
     state["path"] = str(ckpt)
     return state

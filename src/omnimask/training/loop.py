@@ -1,10 +1,17 @@
-"""The training loop: gradient accumulation, bf16 autocast, DDP, checkpoints and exact resume.
+"""The training loop: gradient accumulation, bf16 autocast, DDP or FSDP2, checkpoints and exact resume.
 
 Exact resume rests on three rules followed here: every random draw in the main process comes
 from RNG state that is checkpointed (torch/numpy/python, per rank); data order and augmentation
 are functions of (seed, epoch, index) only (see :mod:`.sampler`); and the lr is a pure function of
 the optimizer step (see :mod:`.schedule`). Checkpoints are taken only at optimizer-step
 boundaries, after the step's hooks ran, so a resumed run replays the rest bit for bit.
+
+Masks: with ``train.mask_seeding: sample`` (the default where it applies) each sample's mask is
+drawn from a seed of its own, a function of (seed, epoch, index), like its augmentation. A run then
+computes the same thing at any world size: 2 processes x batch 4 equal 1 process x batch 8 (up to
+float summation order), and a checkpoint resumes exactly on another number of processes.
+``rank`` draws each rank's masks for the whole batch from that rank's RNG stream (seeded by
+``seed + rank``): different across ranks, exactly reproducible for one world size.
 """
 
 from __future__ import annotations
@@ -13,7 +20,6 @@ import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,30 +27,34 @@ from typing import Any
 import numpy as np
 import torch
 from torch import nn
-from torch.nn.parallel import DistributedDataParallel
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import IterableDataset
 
-from ..data.collate import collate_repeated
-from ..data.mixing import MixedDataset, collate_mixed
+from ..registry import ConfigError
 from ..run_config import to_dict
-from .checkpoint import CheckpointError, capture_rng_state, load_checkpoint, save_checkpoint
-from .distributed import all_gather_object, all_reduce_mean, init_distributed, pick_device, to_device
-from .metrics import Reporter, grad_norm
-from .mixing import MixedBatchSampler, expected_batch, nominal_steps_per_epoch
+from .checkpoint import capture_rng_state, load_checkpoint, save_checkpoint
+from .distributed import all_gather_object, init_distributed, pick_device, to_device
+from .loaders import Feed, Mixing, mixed_feed, plain_feed, stream_feed
+from .metrics import Reporter
 from .optim import OptimConfig, build_optimizer, resolve_lr
-from .sampler import ResumableSampler, SeededDataset, mix_seed
+from .sampler import mix_seed
 from .schedule import apply_lr, lr_at
 from .signals import (
-    GuardedCollate,
-    GuardedDataset,
-    GuardedStream,
     NonFiniteLossError,
     StopSignals,
     TrainingInterrupted,
-    ignore_stop_signals,
     non_finite_error,
     raise_failures,
     reduce_step,
+)
+from .strategy import (
+    check_strategy,
+    enable_activation_checkpointing,
+    full_state_dict,
+    gradient_sync,
+    is_sharded,
+    replicate,
+    total_grad_norm,
+    wrap_model,
 )
 
 __all__ = ["TrainConfig", "TrainResult", "Trainer", "NonFiniteLossError", "TrainingInterrupted"]
@@ -82,6 +92,15 @@ class TrainConfig:
     metrics_every: int | None = None
     tensorboard: bool = True
     peak_tflops: float | None = None  # one device's peak for MFU (default: a measured matmul rate)
+    # Under torchrun: ddp (whole model per process) or fsdp (FSDP2: parameters, gradients and
+    # optimizer state sharded; bf16 gathers with train.bf16). See .strategy and docs/distributed.md.
+    strategy: str = "ddp"
+    activation_checkpointing: bool = False  # recompute each block in the backward pass (less memory)
+    cpu_offload: bool = False  # fsdp: keep parameter shards and the optimizer step on the CPU
+    # Where masks come from: sample (each sample's own seed: the same at any world size), rank
+    # (each rank's RNG stream), auto (sample where the model draws masks per modality and sample;
+    # rank for mixed runs and multimodal token budgets, whose masks couple a batch's modalities).
+    mask_seeding: str = "auto"
 
 
 @dataclass
@@ -100,36 +119,10 @@ class TrainResult:
     sources: dict[str, dict[str, float]] = field(default_factory=dict)
 
 
-@dataclass
-class Mixing:
-    """How a :class:`~omnimask.data.mixing.MixedDataset` is drawn (see :mod:`omnimask.data.mixing`).
-
-    Attributes:
-        weights: sampling weight per source.
-        batch_sizes: per-rank micro-batch size per source (``per_step``); ``per_sample`` batches
-            have ``train.batch_size`` samples.
-        mode: ``per_step`` or ``per_sample``.
-    """
-
-    weights: list[float]
-    batch_sizes: list[int]
-    mode: str = "per_step"
-
-
 def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     random.seed(seed)
     np.random.seed(seed % (1 << 32))
-
-
-def _sample_weights(dataset: Any) -> Any:
-    """The per-item weights of ``dataset`` (or of a dataset it wraps) for balanced sampling."""
-    d = dataset
-    while d is not None:
-        if hasattr(d, "sample_weights"):
-            return d.sample_weights()
-        d = getattr(d, "dataset", None)
-    raise ValueError(f"train.balanced_sampling: {type(dataset).__name__} has no sample_weights() (audio datasets do)")
 
 
 class Trainer:
@@ -173,6 +166,7 @@ class Trainer:
         self.train_cfg, self.optim_cfg, self.hooks = train, optim, list(hooks)
         if train.batch_size < 1 or train.accum_steps < 1:
             raise ValueError("batch_size and accum_steps must be >= 1")
+        check_strategy(train.strategy, mixed=mixing is not None, cpu_offload=train.cpu_offload)
         self.rank, self.world_size, self.local_rank = init_distributed() if distributed else (0, 1, 0)
         self.device = pick_device(train.device, self.local_rank)
         self.model = model.to(self.device)
@@ -186,20 +180,27 @@ class Trainer:
             dataset = self._loader_masks(dataset)
         self.mixing = mixing
         self.streaming = isinstance(dataset, IterableDataset)
+        self.mask_keys = self._mask_keys(train.mask_seeding)
+        self.feed = self._feed(dataset, collate_fn)
+        self.loader, self.sampler, self._loader_gen = self.feed.loader, self.feed.sampler, self.feed.generator
+        self.steps_per_epoch, self.effective_batch = self.feed.steps_per_epoch, self.feed.effective_batch
+        self.total_steps = self._total_steps()
         if mixing is not None:
-            self.loader = self._mixed_loader(dataset, mixing, collate_fn)
-        elif self.streaming:
-            self.loader = self._stream_loader(dataset, collate_fn)
-        else:
-            self.loader = self._plain_loader(dataset, collate_fn)
+            self.source_names = list(dataset.names)
+        if train.activation_checkpointing:
+            enable_activation_checkpointing(self.model)
+        names = {id(p): n for n, p in self.model.named_parameters()}
+        # A mixed run's batches may lack some modalities, whose tokenizer and decoder then get no
+        # gradient on that step: DDP must not wait for them (they stay untouched, not zeroed).
+        self._net: nn.Module = wrap_model(self.model, train.strategy, world_size=self.world_size, device=self.device,
+                                          bf16=train.bf16, cpu_offload=train.cpu_offload,
+                                          find_unused_parameters=mixing is not None)  # fmt: skip
+        self.sharded = is_sharded(self.model)
+        if param_groups is not None and self.sharded:  # FSDP replaced the parameters: the same groups, by name
+            now = dict(self.model.named_parameters())
+            param_groups = [{**g, "params": [now[names[id(p)]] for p in g["params"]]} for g in param_groups]
         self.optimizer = build_optimizer(self.model, optim, self.effective_batch, groups=param_groups)
         self.peak_lr = resolve_lr(optim, self.effective_batch)
-        self._net: nn.Module = self.model
-        if self.world_size > 1:
-            ids = [self.device.index] if self.device.type == "cuda" else None
-            # A mixed run's batches may lack some modalities, whose tokenizer and decoder then get no
-            # gradient on that step: DDP must not wait for them (they stay untouched, not zeroed).
-            self._net = DistributedDataParallel(self.model, device_ids=ids, find_unused_parameters=mixing is not None)
         self.step = self.epoch = self.step_in_epoch = 0
         self.skipped = 0
         self.last_losses: dict[str, float] = {}
@@ -211,70 +212,19 @@ class Trainer:
         total = self.train_cfg.epochs * self.steps_per_epoch
         return total if self.train_cfg.max_steps is None else min(total, self.train_cfg.max_steps)
 
-    def _plain_loader(self, dataset: Any, collate_fn: Callable[[list[Any]], Any] | None) -> DataLoader:
-        train = self.train_cfg
-        self.effective_batch = train.batch_size * train.accum_steps * self.world_size
-        self.sampler = ResumableSampler(
-            len(dataset),
-            seed=train.seed,
-            rank=self.rank,
-            world_size=self.world_size,
-            weights=_sample_weights(dataset) if train.balanced_sampling else None,
-            epoch_samples=train.epoch_samples if train.balanced_sampling else None,
-        )
-        self.steps_per_epoch = self.sampler.num_samples // train.batch_size // train.accum_steps
-        if self.steps_per_epoch == 0:
-            raise ValueError(
-                f"dataset of {len(dataset)} items gives no optimizer step per epoch with batch_size "
-                f"{train.batch_size} x accum_steps {train.accum_steps} x {self.world_size} process(es)"
-            )
-        self.total_steps = self._total_steps()
-        # An explicit generator means creating a loader iterator never draws from the global RNG.
-        self._loader_gen = torch.Generator()
-        return DataLoader(
-            GuardedDataset(SeededDataset(dataset)),
-            batch_size=train.batch_size,
-            sampler=self.sampler,
-            num_workers=train.num_workers,
-            collate_fn=GuardedCollate(collate_fn or collate_repeated),
-            drop_last=True,
-            pin_memory=self.device.type == "cuda",
-            persistent_workers=False,
-            generator=self._loader_gen,
-            worker_init_fn=ignore_stop_signals,
-        )
+    def _feed(self, dataset: Any, collate_fn: Callable[[list[Any]], Any] | None) -> Feed:
+        train, pin = self.train_cfg, self.device.type == "cuda"
+        if self.mixing is not None:
 
-    def _stream_loader(self, dataset: Any, collate_fn: Callable[[list[Any]], Any] | None) -> DataLoader:
-        """A dataset that streams (tar shards) has no length: ``train.epoch_samples`` says how many
-        samples (over all processes) make an epoch; each epoch reads the stream from its start, and
-        a stream that ends early starts over. The dataset splits itself across ranks and workers."""
-        train = self.train_cfg
-        if train.epoch_samples is None or train.epoch_samples < 1:
-            raise ValueError(
-                f"{type(dataset).__name__} streams and has no length: set train.epoch_samples to the samples "
-                "per epoch (e.g. the number of samples in the shards)"
-            )
-        if train.balanced_sampling:
-            raise ValueError("train.balanced_sampling needs an indexable dataset, not a stream")
-        self.effective_batch = train.batch_size * train.accum_steps * self.world_size
-        self.steps_per_epoch = train.epoch_samples // self.effective_batch
-        if self.steps_per_epoch == 0:
-            raise ValueError(
-                f"train.epoch_samples {train.epoch_samples} is less than one step ({self.effective_batch} samples)"
-            )
-        self.total_steps = self._total_steps()
-        self.sampler = None
-        self._loader_gen = torch.Generator()
-        return DataLoader(
-            GuardedStream(dataset),
-            batch_size=train.batch_size,
-            num_workers=train.num_workers,
-            collate_fn=GuardedCollate(collate_fn or collate_repeated),
-            drop_last=True,
-            pin_memory=self.device.type == "cuda",
-            generator=self._loader_gen,
-            worker_init_fn=ignore_stop_signals,
-        )
+            def total(steps_per_epoch: int) -> int:
+                self.steps_per_epoch = steps_per_epoch
+                return self._total_steps()
+
+            return mixed_feed(dataset, self.mixing, train, self.rank, self.world_size, self.modalities, collate_fn,
+                              pin, total)  # fmt: skip
+        if self.streaming:
+            return stream_feed(dataset, train, self.world_size, collate_fn, pin)
+        return plain_feed(dataset, train, self.rank, self.world_size, collate_fn, pin, self.mask_keys)
 
     def _epoch_batches(self) -> Iterator[Any]:
         """This epoch's batches from the current step on (streams: replayed from the epoch's start,
@@ -302,41 +252,25 @@ class Trainer:
             if got == 0 or passes > 1000:
                 raise ValueError("the training stream yields no batch (empty shards, or fewer samples than one batch)")
 
-    def _mixed_loader(self, dataset: Any, mixing: Mixing, collate_fn: Callable[[list[Any]], Any] | None) -> DataLoader:
-        train = self.train_cfg
-        if not isinstance(dataset, MixedDataset):
-            raise TypeError(f"mixing= needs a MixedDataset, got {type(dataset).__name__}")
-        if train.balanced_sampling:
-            raise ValueError("train.balanced_sampling applies to one dataset; a mixed run samples sources by weight")
-        batch_sizes = mixing.batch_sizes if mixing.mode == "per_step" else [train.batch_size]
-        plan = dict(sizes=dataset.sizes, weights=mixing.weights, batch_sizes=batch_sizes, mode=mixing.mode)
-        self.effective_batch = expected_batch(
-            mixing.weights, batch_sizes, train.accum_steps, self.world_size, mixing.mode
-        )
-        self.steps_per_epoch = nominal_steps_per_epoch(dataset.sizes, self.effective_batch)
-        self.total_steps = self._total_steps()
-        self.sampler = MixedBatchSampler(
-            **plan,
-            accum_steps=train.accum_steps,
-            total_steps=self.total_steps,
-            steps_per_epoch=self.steps_per_epoch,
-            seed=train.seed,
-            rank=self.rank,
-            world_size=self.world_size,
-        )
-        self.source_names = list(dataset.names)
-        self._loader_gen = torch.Generator()
-        default = collate_mixed(self.modalities) if mixing.mode == "per_sample" else collate_repeated
-        return DataLoader(
-            GuardedDataset(SeededDataset(dataset)),
-            batch_sampler=self.sampler,
-            num_workers=train.num_workers,
-            collate_fn=GuardedCollate(collate_fn or default),
-            pin_memory=self.device.type == "cuda",
-            persistent_workers=False,
-            generator=self._loader_gen,
-            worker_init_fn=ignore_stop_signals,
-        )
+    def _mask_keys(self, seeding: str) -> list[str]:
+        """The modalities whose masks come from per-sample seeds (``train.mask_seeding``)."""
+        if seeding not in ("auto", "sample", "rank"):
+            raise ConfigError(f"train.mask_seeding must be auto, sample or rank, got {seeding!r}")
+        draws = getattr(self.model, "maskings", None) is not None  # the model draws its own masks
+        why = None
+        if not draws:
+            why = "the model draws no masks of its own (only OmniMaskForPreTraining-like models take mask seeds)"
+        elif self.mixing is not None or self.streaming:
+            why = "a mixed or streamed run draws masks from each rank's stream"
+        elif getattr(self.model, "budget", None) is not None:
+            why = "a multimodal token budget draws a batch's masks together"
+        elif self.train_cfg.masks_in_loader:
+            why = "train.masks_in_loader already draws per-sample masks"
+        if seeding == "rank" or (seeding == "auto" and why is not None):
+            return []
+        if why is not None:
+            raise ConfigError(f"train.mask_seeding: sample does not apply here: {why}")
+        return list(self.modalities)
 
     def _loader_masks(self, dataset: Any) -> Any:
         from .loader_masks import LoaderMasks
@@ -461,10 +395,8 @@ class Trainer:
                                    self.world_size, self.last_checkpoint)  # fmt: skip
         loss = got.loss
         norm = None
-        if self.optim_cfg.clip_grad is not None:
-            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.optim_cfg.clip_grad)
-        elif report.due(self.step + 1):
-            norm = grad_norm(self.model.parameters())
+        if self.optim_cfg.clip_grad is not None or report.due(self.step + 1):
+            norm = total_grad_norm(self.model.parameters(), self.optim_cfg.clip_grad)
         self.optimizer.step()
         return out, loss, lr, norm
 
@@ -486,6 +418,8 @@ class Trainer:
             extra = {k: to_device(batch[k], self.device) for k in ("masks", "decode_masks") if k in batch}
             if "present" in batch:  # per-sample mixing: which samples carry each modality
                 extra["present"] = to_device(batch["present"], self.device)
+            if self.mask_keys:  # each sample's mask from its own seed (train.mask_seeding)
+                extra["mask_seeds"] = batch["mask_seeds"]
             label_key = getattr(self.model, "label_key", None)  # supervised models (fine-tuning) take labels
             if label_key is not None:
                 extra["labels"] = to_device(batch[label_key], self.device)
@@ -493,8 +427,7 @@ class Trainer:
                 skipped += torch.as_tensor(batch["skipped"]).sum().to(self.device, torch.float32)
             # Gradients are all-reduced only on the last micro-step of an accumulation cycle.
             last = micro == accum - 1
-            sync = nullcontext() if last or self._net is self.model else self._net.no_sync()  # type: ignore[operator]
-            with sync:
+            with gradient_sync(self._net, self.model, enabled=last):
                 with (
                     torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16),
                     report.flops.forward(inputs),
@@ -538,48 +471,50 @@ class Trainer:
         }
 
     def _save(self) -> None:
-        rng = capture_rng_state()  # every rank's stream, for exact DDP resume
+        """A checkpoint of this step: every rank writes its shards, rank 0 the rest (collective)."""
+        rng = capture_rng_state()  # every rank's stream, for exact resume at the same world size
         rng = all_gather_object(rng) if self.world_size > 1 else [rng]
-        path = self.output_dir / "checkpoints" / f"step_{self.step:08d}"
-        failure: BaseException | None = None
-        if self.is_main:
-            try:
-                path = save_checkpoint(
-                    self.output_dir,
-                    model=self.model,
-                    optimizer=self.optimizer,
-                    step=self.step,
-                    epoch=self.epoch,
-                    step_in_epoch=self.step_in_epoch,
-                    extra=self._extra(),
-                    keep=self.train_cfg.keep_checkpoints,
-                    rng_states=rng,  # type: ignore[arg-type]
-                )
-            except (CheckpointError, OSError) as err:
-                failure = err
-        if self.world_size > 1:
-            # In place of a barrier: every rank learns whether rank 0's save worked, so a failed save
-            # stops them all (with the reason) instead of leaving the others waiting for a timeout.
-            ok = all_reduce_mean(torch.tensor(0.0 if failure is not None else 1.0, device=self.device))
-            if failure is None and float(ok) < 1.0:
-                raise CheckpointError(f"rank 0 could not save the checkpoint at step {self.step} (see its error)")
-        if failure is not None:
-            raise failure
+        path = save_checkpoint(
+            self.output_dir,
+            model=self.model,
+            optimizer=self.optimizer,
+            step=self.step,
+            epoch=self.epoch,
+            step_in_epoch=self.step_in_epoch,
+            extra=self._extra(),
+            keep=self.train_cfg.keep_checkpoints,
+            rng_states=rng,  # type: ignore[arg-type]
+            distributed=self.world_size > 1,
+        )
         self.last_checkpoint = str(path)
 
+    def full_model(self, build: Callable[[], nn.Module] | None = None) -> nn.Module | None:
+        """The trained model with every weight whole, for saving and evaluating in one process:
+        the model itself, or under FSDP an unsharded copy gathered to rank 0 (a collective: every
+        rank calls it; ranks other than 0 get None). ``build`` makes the empty copy (default:
+        the model's class from its ``config``)."""
+        if not self.sharded:
+            return self.model if self.is_main else None
+        state = full_state_dict(self.model)
+        if not self.is_main:
+            return None
+        copy = replicate(self.model, state) if build is None else build()
+        if build is not None:
+            copy.load_state_dict(state)
+        return copy.to(self.device)
+
     def _resume(self, path: Path) -> None:
-        state = load_checkpoint(path, self.model, self.optimizer, rank=self.rank)
+        state = load_checkpoint(path, self.model, self.optimizer, rank=self.rank, distributed=self.world_size > 1)
         self.step, self.epoch, self.step_in_epoch = state["step"], state["epoch"], state["step_in_epoch"]
         if self.step_in_epoch >= self.steps_per_epoch:
             self.epoch, self.step_in_epoch = self.epoch + 1, 0
         self.last_checkpoint = state["path"]
         extra = state.get("extra") or {}
         self.skipped = int(extra.get("skipped", 0))
-        for key, now in (
-            ("steps_per_epoch", self.steps_per_epoch),
-            ("world_size", self.world_size),
-            ("effective_batch", self.effective_batch),
-        ):
+        # Data order and per-sample masks do not depend on the world size; per-rank RNG streams do.
+        keys = ["steps_per_epoch", "effective_batch"] + ([] if self.mask_keys else ["world_size"])
+        for key in keys:
+            now = getattr(self, key)
             if key in extra and extra[key] != now:
                 logger.warning(
                     "resuming with %s=%s (checkpoint had %s): the run will not replay exactly", key, now, extra[key]

@@ -11,7 +11,7 @@ Exact resume needs two things from the data side:
 from __future__ import annotations
 
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -21,6 +21,7 @@ from torch.utils.data import Dataset, Sampler
 __all__ = ["ResumableSampler", "SeededDataset", "mix_seed"]
 
 _MASK64 = (1 << 64) - 1
+_MASK_STREAM = 0x6D61736B  # keeps mask seeds apart from every other use of a sample's seed
 
 
 def _splitmix64(x: int) -> int:
@@ -146,10 +147,17 @@ class SeededDataset(Dataset):
     ``sample_seed``; all three generators are restored afterwards, so loading in the main process
     (``num_workers=0``) leaves the training RNG stream untouched. A plain int key is passed
     through unseeded.
+
+    With ``mask_keys`` every (dict) item also carries ``mask_seeds``: ``{key: seed}`` for each of
+    those modalities, a function of ``sample_seed`` (and of the repeat, for an item that is a list
+    of repeated samples). The trainer draws each sample's mask from them
+    (``train.mask_seeding: sample``), so a sample gets the same mask on whichever rank, in whatever
+    batch, at whatever world size it is trained.
     """
 
-    def __init__(self, dataset: Any) -> None:
+    def __init__(self, dataset: Any, mask_keys: Sequence[str] = ()) -> None:
         self.dataset = dataset
+        self.mask_keys = list(mask_keys)
 
     def __len__(self) -> int:
         return len(self.dataset)
@@ -167,7 +175,18 @@ class SeededDataset(Dataset):
             random.seed(sample_seed)
             np.random.seed(sample_seed % (1 << 32))
             try:
-                return self.dataset[index]
+                item = self.dataset[index]
             finally:
                 random.setstate(py_state)
                 np.random.set_state(np_state)
+        if not self.mask_keys:
+            return item
+        if isinstance(item, list):
+            return [self._add_seeds(x, sample_seed, r) for r, x in enumerate(item)]
+        return self._add_seeds(item, sample_seed, 0)
+
+    def _add_seeds(self, item: Any, sample_seed: int, repeat: int) -> Any:
+        if not isinstance(item, dict):
+            raise TypeError(f"per-sample mask seeds need dict items, got {type(item).__name__}")
+        seeds = {k: mix_seed(sample_seed, _MASK_STREAM, repeat, j) for j, k in enumerate(self.mask_keys)}
+        return {**item, "mask_seeds": seeds}

@@ -1,0 +1,43 @@
+"""``omnimask export``: the whole model of a training checkpoint, in ``save_pretrained`` form.
+
+A checkpoint of an FSDP run holds the model as shards (``state/``) and its ``config.json``; this
+reads the shards in one process (whatever number of processes wrote them) into the model class
+the config names and writes ``config.json`` + ``model.safetensors``, which
+``from_pretrained`` and ``AutoModel`` load.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from torch import nn
+
+from ..training.checkpoint import CheckpointError, load_model_weights, resolve_checkpoint
+from .encoder_model import OmniMaskModel
+from .hub import CONFIG_NAME, read_config
+from .pretraining import OmniMaskForPreTraining
+
+__all__ = ["export_checkpoint"]
+
+_CLASSES: dict[str, type[nn.Module]] = {c.__name__: c for c in (OmniMaskForPreTraining, OmniMaskModel)}
+
+
+def export_checkpoint(checkpoint: str | Path, destination: str | Path) -> Path:
+    """Write the model of ``checkpoint`` (a checkpoint, ``checkpoints`` or output directory) to
+    ``destination`` with ``save_pretrained``; returns ``destination``.
+
+    Raises:
+        CheckpointError: no checkpoint there, no ``config.json`` in it, or unreadable weights.
+    """
+    ckpt = resolve_checkpoint(checkpoint)
+    if not (ckpt / CONFIG_NAME).is_file():
+        raise CheckpointError(
+            f"{ckpt} has no {CONFIG_NAME}: only checkpoints of omnimask models (built from a config) can be exported"
+        )
+    config = read_config(ckpt)
+    name = (getattr(config, "architectures", None) or ["OmniMaskForPreTraining"])[0]
+    if name not in _CLASSES:
+        raise CheckpointError(f"{ckpt / CONFIG_NAME} names the class {name!r}; export knows {sorted(_CLASSES)}")
+    model = _CLASSES[name](config)
+    load_model_weights(model, ckpt)
+    return model.save_pretrained(destination)  # type: ignore[operator]
