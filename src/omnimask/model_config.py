@@ -30,6 +30,7 @@ from transformers import PreTrainedConfig
 
 from .backbone.encoder import EncoderConfig
 from .decoders import DECODERS
+from .decoders.joint import JointDecoderConfig
 from .masking import MASKING
 from .masking.budget import BudgetConfig, RatioSchedule
 from .modalities import MODALITIES
@@ -144,6 +145,49 @@ def normalize_modality(key: str, cfg: dict | None) -> dict:
     }
 
 
+def _joint_decoder(given: Any, mods: dict) -> dict:
+    """Validate ``joint_decoder`` and give each of its modalities the ``joint`` head as decoder."""
+    if not isinstance(given, dict):
+        raise ConfigError(f"joint_decoder must be a mapping, got {given!r}")
+    cfg = to_dict(from_dict(JointDecoderConfig, given, "joint_decoder"))
+    keys = cfg["modalities"]
+    stray = [k for k in keys if k not in mods]
+    if not keys or stray or len(set(keys)) != len(keys):
+        raise ConfigError(
+            f"joint_decoder.modalities must name distinct modalities of the model {list(mods)}, got {keys!r}"
+        )
+    for k in keys:
+        entry = dict(mods[k] or {})
+        dec = dict(entry.get("decoder") or {})
+        if dec.get("name", "joint") != "joint":
+            raise ConfigError(
+                f"modalities.{k}.decoder: {k} is decoded by joint_decoder; remove its decoder section "
+                f"(or name it 'joint'), got {dec['name']!r}"
+            )
+        entry["decoder"] = {"name": "joint", "dim": cfg["dim"], "modality_embed": cfg["modality_embed"], **dec}
+        mods[k] = entry
+    return cfg
+
+
+def _contrastive(given: Any, keys: list[str]) -> dict:
+    """Validate ``contrastive``: a pairwise objective, the two modalities it compares, its weight."""
+    if not isinstance(given, dict):
+        raise ConfigError(f"contrastive must be a mapping, got {given!r}")
+    cfg = dict(given)
+    name, pair, weight = cfg.pop("name", "infonce"), cfg.pop("modalities", None), cfg.pop("weight", 1.0)
+    if not isinstance(pair, list) or len(pair) != 2 or pair[0] == pair[1] or any(k not in keys for k in pair):
+        raise ConfigError(
+            f"contrastive.modalities must name two different modalities of the model {keys}, got {pair!r}"
+        )
+    if isinstance(weight, bool) or not isinstance(weight, (int, float)) or weight < 0:
+        raise ConfigError(f"contrastive.weight must be a non-negative number, got {weight!r}")
+    OBJECTIVES.check(name, cfg, "contrastive")
+    if not getattr(OBJECTIVES.get(name), "pairwise", False):
+        raise ConfigError(f"contrastive.name: {name!r} is a reconstruction objective; a contrastive one compares two "
+                          "modalities (e.g. infonce)")  # fmt: skip
+    return {"name": name, "modalities": list(pair), "weight": float(weight), **cfg}
+
+
 class OmniMaskConfig(PreTrainedConfig):
     """Configuration of :class:`~omnimask.OmniMaskForPreTraining` and :class:`~omnimask.OmniMaskModel`.
 
@@ -153,6 +197,12 @@ class OmniMaskConfig(PreTrainedConfig):
         budget: optional multimodal token budget (:class:`~omnimask.masking.budget.BudgetConfig`):
             batches carrying several of its modalities split a fixed number of visible (and
             target) tokens across them by a Dirichlet draw instead of each modality's ratio.
+        joint_decoder: optional one decoder over several modalities together (CAV-MAE):
+            ``{modalities: [...], dim, depth, num_heads, ...}`` (:class:`~omnimask.decoders.joint.
+            JointDecoderConfig`); those modalities' ``decoder`` becomes their ``joint`` head.
+        contrastive: optional contrastive objective between two modalities of the same samples,
+            added to the reconstruction losses: ``{name: infonce, modalities: [a, b], weight, ...}``
+            (the rest are the objective's options, e.g. ``temperature``, ``symmetric``).
     """
 
     model_type = "omnimask"
@@ -163,6 +213,8 @@ class OmniMaskConfig(PreTrainedConfig):
         modalities: dict | None = None,
         omnimask_version: str | None = None,
         budget: dict | None = None,
+        joint_decoder: dict | None = None,
+        contrastive: dict | None = None,
         **kwargs: Any,
     ) -> None:
         enc = EncoderConfig.from_dict(dict(encoder or {}))
@@ -172,6 +224,11 @@ class OmniMaskConfig(PreTrainedConfig):
         for key in mods:
             if not isinstance(key, str) or not key.isidentifier() or key != key.lower():
                 raise ConfigError(f"modalities: key {key!r} must be a lower-case identifier")
+        # Stored only when set, so configs without them stay as they were.
+        if joint_decoder is not None:
+            self.joint_decoder = _joint_decoder(joint_decoder, mods)
+        if contrastive is not None:
+            self.contrastive = _contrastive(contrastive, list(mods))
         self.encoder = enc.to_dict()
         self.modalities = {k: normalize_modality(k, v) for k, v in mods.items()}
         self.omnimask_version = omnimask_version or __version__

@@ -75,7 +75,12 @@ class Mlp(nn.Module):
 
 
 class Block(nn.Module):
-    """``x + attn(norm1(x))`` then ``x + mlp(norm2(x))``, each branch with optional drop path."""
+    """``x + attn(norm1(x))`` then ``x + mlp(norm2(x))``, each branch with optional drop path.
+
+    With ``norm_keys`` the block also keeps a ``norm1``/``norm2`` pair per name
+    (``modality_norms.<name>``) and ``forward(x, attn_mask, norm_key)`` uses that pair instead of
+    the joint one: CAV-MAE's shared block, run jointly and on each modality alone.
+    """
 
     def __init__(
         self,
@@ -87,6 +92,7 @@ class Block(nn.Module):
         drop_path: float = 0.0,
         attn_drop: float = 0.0,
         proj_drop: float = 0.0,
+        norm_keys: list[str] | tuple[str, ...] = (),
     ) -> None:
         super().__init__()
         self.norm1 = nn.LayerNorm(dim, eps=norm_eps)
@@ -94,10 +100,18 @@ class Block(nn.Module):
         self.norm2 = nn.LayerNorm(dim, eps=norm_eps)
         self.mlp = Mlp(dim, int(dim * mlp_ratio), proj_drop)
         self.drop_path = DropPath(drop_path)
+        if norm_keys:
+            self.modality_norms = nn.ModuleDict(
+                {k: nn.ModuleDict({"norm1": nn.LayerNorm(dim, eps=norm_eps), "norm2": nn.LayerNorm(dim, eps=norm_eps)})
+                 for k in norm_keys}
+            )  # fmt: skip
 
-    def forward(self, x: Tensor, attn_mask: Tensor | None = None) -> Tensor:
-        x = x + self.drop_path(self.attn(self.norm1(x), attn_mask))
-        return x + self.drop_path(self.mlp(self.norm2(x)))
+    def forward(self, x: Tensor, attn_mask: Tensor | None = None, norm_key: str | None = None) -> Tensor:
+        norm1, norm2 = self.norm1, self.norm2
+        if norm_key is not None and hasattr(self, "modality_norms"):
+            norm1, norm2 = self.modality_norms[norm_key]["norm1"], self.modality_norms[norm_key]["norm2"]
+        x = x + self.drop_path(self.attn(norm1(x), attn_mask))
+        return x + self.drop_path(self.mlp(norm2(x)))
 
 
 def init_vit_weights(module: nn.Module) -> None:

@@ -37,6 +37,15 @@ class EncoderConfig:
     #: whose norm comes after pooling (MAE/VideoMAE fine-tuning's ``fc_norm``, transformers'
     #: VideoMAE with ``use_mean_pooling``); the encoder then has no ``norm`` weights.
     final_norm: bool = True
+    #: The first ``modality_specific_depth`` of the ``depth`` blocks run per modality, each with
+    #: its own weights (CAV-MAE: 11 of 12); the rest are shared. 0: every block is shared.
+    modality_specific_depth: int = 0
+    #: The modalities that get their own first blocks (default: every modality of the model); the
+    #: others enter the shared blocks directly.
+    modality_specific: list[str] | None = None
+    #: The shared blocks keep one LayerNorm pair for the joint pass and one per modality for that
+    #: modality alone, plus a final norm per modality (CAV-MAE's three passes).
+    modality_norms: bool = False
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "encoder") -> EncoderConfig:
@@ -48,6 +57,12 @@ class EncoderConfig:
             raise ValueError(f"{where}.final_norm must be true or false, got {cfg.final_norm!r}")
         if cfg.dim % cfg.num_heads:
             raise ValueError(f"{where}: dim {cfg.dim} is not divisible by num_heads {cfg.num_heads}")
+        if not 0 <= cfg.modality_specific_depth <= cfg.depth:
+            raise ValueError(
+                f"{where}.modality_specific_depth must be in [0, depth={cfg.depth}], got {cfg.modality_specific_depth}"
+            )
+        if not isinstance(cfg.modality_norms, bool):
+            raise ValueError(f"{where}.modality_norms must be true or false, got {cfg.modality_norms!r}")
         return cfg
 
     def to_dict(self) -> dict:
@@ -56,33 +71,69 @@ class EncoderConfig:
 
 class TransformerEncoder(nn.Module):
     """A stack of pre-norm blocks with stochastic depth rising linearly to ``drop_path``, then a norm
-    (an identity with ``final_norm: false``)."""
+    (an identity with ``final_norm: false``).
 
-    def __init__(self, cfg: EncoderConfig) -> None:
+    With ``modality_specific_depth: N`` the first N blocks exist once per name in ``keys`` that is
+    modality-specific (``specific_blocks[name]``, run by :meth:`forward_specific`) and ``blocks``
+    holds the shared rest. With ``modality_norms`` every shared block and the final norm also keep
+    a LayerNorm set per name, used when :meth:`forward` gets that ``norm_key`` (one modality
+    alone). The encoder itself never looks at what a name means.
+    """
+
+    def __init__(self, cfg: EncoderConfig, keys: list[str] | tuple[str, ...] = ()) -> None:
         super().__init__()
         rates = torch.linspace(0, cfg.drop_path, cfg.depth).tolist() if cfg.depth > 1 else [cfg.drop_path]
-        self.blocks = nn.ModuleList(
-            Block(cfg.dim, cfg.num_heads, cfg.mlp_ratio, cfg.qkv_bias, cfg.norm_eps, rate, cfg.attn_drop, cfg.proj_drop)
-            for rate in rates[: cfg.depth]
-        )
+        n = cfg.modality_specific_depth
+        specific = [] if n == 0 else list(keys if cfg.modality_specific is None else cfg.modality_specific)
+        norm_keys = list(keys) if cfg.modality_norms else []
+
+        def block(rate: float, norms: list[str]) -> Block:
+            args = (cfg.dim, cfg.num_heads, cfg.mlp_ratio, cfg.qkv_bias, cfg.norm_eps, rate, cfg.attn_drop)
+            return Block(*args, cfg.proj_drop, norm_keys=norms)
+
+        if specific:
+            self.specific_blocks = nn.ModuleDict({k: nn.ModuleList(block(r, []) for r in rates[:n]) for k in specific})
+        self.blocks = nn.ModuleList(block(rate, norm_keys) for rate in rates[n : cfg.depth])
         self.norm = nn.LayerNorm(cfg.dim, eps=cfg.norm_eps) if cfg.final_norm else nn.Identity()
+        if norm_keys and cfg.final_norm:
+            self.modality_final_norms = nn.ModuleDict({k: nn.LayerNorm(cfg.dim, eps=cfg.norm_eps) for k in norm_keys})
+
+    @property
+    def specific_keys(self) -> list[str]:
+        """The names that have blocks of their own."""
+        return list(self.specific_blocks) if hasattr(self, "specific_blocks") else []
+
+    def forward_specific(self, key: str, x: Tensor, valid: Tensor | None = None, pos: Tensor | None = None) -> Tensor:
+        """``key``'s own first blocks over its (B, K, D) tokens alone (no final norm)."""
+        attn_mask = key_padding_to_attn_mask(valid)
+        for blk in self.specific_blocks[key]:
+            x = blk(x if pos is None else x + pos, attn_mask)
+        return x
 
     def forward(
-        self, x: Tensor, valid: Tensor | None = None, return_layers: bool = False, pos: Tensor | None = None
+        self,
+        x: Tensor,
+        valid: Tensor | None = None,
+        return_layers: bool = False,
+        pos: Tensor | None = None,
+        norm_key: str | None = None,
     ) -> Tensor | tuple[Tensor, list[Tensor]]:
         """Args:
             x: (B, N, D) tokens.
             valid: optional (B, N) bool, False marks padding that no token attends to.
             return_layers: also return the (un-normed) output of every block.
             pos: optional (B, N, D) positions added to the input of every block (``x = block(x + pos)``).
+            norm_key: with ``modality_norms``, use this name's LayerNorms (one modality alone)
+                instead of the joint ones.
         Returns:
             (B, N, D) normed output, un-normed with ``final_norm: false`` (and the per-block outputs).
         """
         attn_mask = key_padding_to_attn_mask(valid)
         layers = []
         for blk in self.blocks:
-            x = blk(x if pos is None else x + pos, attn_mask)
+            x = blk(x if pos is None else x + pos, attn_mask, norm_key)
             if return_layers:
                 layers.append(x)
-        x = self.norm(x)
+        norms = getattr(self, "modality_final_norms", None)
+        x = norms[norm_key](x) if norm_key is not None and norms is not None else self.norm(x)
         return (x, layers) if return_layers else x

@@ -49,7 +49,10 @@ class OmniMaskModel(HubMixin, nn.Module):
             if config.use_modality_embed
             else None
         )
-        self.encoder = TransformerEncoder(enc)
+        self.encoder = TransformerEncoder(enc, self.modalities)
+        stray = [k for k in enc.modality_specific or [] if k not in self.modalities]
+        if stray:
+            raise ValueError(f"encoder.modality_specific names {stray}; the model has {self.modalities}")
         self.encoder.apply(init_vit_weights)
         if self.cls_token is not None:
             nn.init.normal_(self.cls_token, std=0.02)
@@ -125,7 +128,8 @@ class OmniMaskModel(HubMixin, nn.Module):
         pos: dict[str, Tensor] | None = None,
         valid: dict[str, Tensor] | None = None,
     ) -> EncoderOutput:
-        """Run the shared encoder once over ``[CLS] + visible tokens of every modality``.
+        """Run the encoder once over ``[CLS] + visible tokens of every modality``: each modality's
+        own first blocks (``encoder.modality_specific_depth``), then the shared blocks jointly.
 
         Args:
             visible: per modality (B, K_m, D) tokens.
@@ -134,7 +138,35 @@ class OmniMaskModel(HubMixin, nn.Module):
             valid: per modality (B, K_m) bool, False = padding no token attends to (text).
         """
         pos, valid = pos or {}, valid or {}
-        b = next(iter(visible.values())).shape[0]
+        return self.encode_shared(self.enter(visible, pos, valid), output_hidden_states, pos, valid)
+
+    def enter(self, visible: dict[str, Tensor], pos: dict[str, Tensor], valid: dict[str, Tensor]) -> dict[str, Tensor]:
+        """Each modality's tokens as they enter the shared blocks: modality embedding (and its
+        positions, unless they are re-added before every block) added, its own blocks run."""
+        every_block = self.config.encoder_config.pos_every_block
+        specific = self.encoder.specific_keys
+        out = {}
+        for k, tok in visible.items():
+            p = pos.get(k)
+            if p is not None and not every_block:
+                tok = tok + p
+            tok = tok + self.modality_embed[k] if self.modality_embed is not None else tok
+            if k in specific:
+                tok = self.encoder.forward_specific(k, tok, valid.get(k), p if every_block else None)
+            out[k] = tok
+        return out
+
+    def encode_shared(
+        self,
+        entered: dict[str, Tensor],
+        output_hidden_states: bool = False,
+        pos: dict[str, Tensor] | None = None,
+        valid: dict[str, Tensor] | None = None,
+    ) -> EncoderOutput:
+        """The shared blocks over ``[CLS] + entered tokens`` (see :meth:`enter`). One modality alone
+        runs with its own LayerNorms when the encoder keeps them (``encoder.modality_norms``)."""
+        pos, valid = pos or {}, valid or {}
+        b = next(iter(entered.values())).shape[0]
         every_block = self.config.encoder_config.pos_every_block
         seq, pos_seq = [], []
         if self.cls_token is not None:
@@ -142,11 +174,9 @@ class OmniMaskModel(HubMixin, nn.Module):
             pos_seq.append(
                 self.cls_pos.expand(b, -1, -1) if self.cls_pos is not None else seq[-1].new_zeros(b, 1, self.dim)
             )
-        for k, tok in visible.items():
-            p = pos.get(k)
-            if p is not None and not every_block:
-                tok, p = tok + p, None
-            seq.append(tok + self.modality_embed[k] if self.modality_embed is not None else tok)
+        for k, tok in entered.items():
+            seq.append(tok)
+            p = pos.get(k) if every_block else None
             pos_seq.append(p if p is not None else tok.new_zeros(tok.shape))
         x = torch.cat(seq, dim=1)
         key_valid = None
@@ -154,20 +184,22 @@ class OmniMaskModel(HubMixin, nn.Module):
             flags = [torch.ones(b, 1, dtype=torch.bool, device=x.device)] if self.cls_token is not None else []
             flags += [
                 valid[k] if k in valid else torch.ones(b, tok.shape[1], dtype=torch.bool, device=x.device)
-                for k, tok in visible.items()
+                for k, tok in entered.items()
             ]
             key_valid = torch.cat(flags, dim=1)
         block_pos = (
             torch.cat(pos_seq, dim=1).to(x.dtype) if every_block and any(p is not None for p in pos.values()) else None
         )
+        alone = self.config.encoder_config.modality_norms and len(entered) == 1
+        norm_key = next(iter(entered)) if alone else None
         layers = None
         if output_hidden_states:
-            x, layers = self.encoder(x, key_valid, return_layers=True, pos=block_pos)
+            x, layers = self.encoder(x, key_valid, return_layers=True, pos=block_pos, norm_key=norm_key)
         else:
-            x = self.encoder(x, key_valid, pos=block_pos)
+            x = self.encoder(x, key_valid, pos=block_pos, norm_key=norm_key)
         g = 1 if self.cls_token is not None else 0
-        parts = dict(zip(visible, torch.split(x[:, g:], [t.shape[1] for t in visible.values()], dim=1)))
-        return EncoderOutput(x, x[:, :g], parts, layers)
+        parts = dict(zip(entered, torch.split(x[:, g:], [t.shape[1] for t in entered.values()], dim=1)))
+        return EncoderOutput(x, x[:, :g], parts, layers, entered)
 
     def forward(
         self,

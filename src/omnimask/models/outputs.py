@@ -20,12 +20,15 @@ class EncoderOutput:
         global_tokens: (B, G, D) e.g. the ``[CLS]`` output (G = 0 without a cls token).
         parts: per modality (B, K_m, D), in the order the tokens entered the encoder.
         hidden_states: per-block outputs (before the final norm) when requested.
+        entered: per modality (B, K_m, D), the tokens as they entered the shared blocks (after
+            the modality's own blocks): what a pass of one modality alone starts from.
     """
 
     last_hidden_state: Tensor
     global_tokens: Tensor
     parts: dict[str, Tensor]
     hidden_states: list[Tensor] | None = None
+    entered: dict[str, Tensor] | None = None
 
 
 @dataclass

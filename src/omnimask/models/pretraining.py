@@ -22,12 +22,14 @@ from torch import Tensor, nn
 
 from ..backbone.blocks import init_vit_weights
 from ..decoders import DECODERS, Decoder
+from ..decoders.joint import JointDecoder, JointDecoderConfig
 from ..masking import MaskSpec, build_masking, gather_tokens, spec_from_noise, uniform_noise, with_decode
 from ..masking.budget import RatioSchedule, draw_budget, set_ratio
 from ..modalities import TokenizedInput
 from ..model_config import OmniMaskConfig
 from ..objectives import OBJECTIVES
 from ..registry import ConfigError
+from ..run_config import from_dict
 from .encoder_model import PRETRAINING_PREFIX, OmniMaskModel
 from .hub import HubMixin
 from .outputs import OmniMaskPreTrainingOutput
@@ -150,6 +152,11 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
                     "omnimask.decoders.Decoder, which declares what a decoder predicts"
                 )
             obj_cfg = {n: v for n, v in m["objective"].items() if n != "name"}
+            if getattr(OBJECTIVES.get(m["objective"]["name"]), "pairwise", False):
+                raise ConfigError(
+                    f"{where}.objective: {m['objective']['name']!r} compares two modalities; configure it under "
+                    "`contrastive` (with its two modalities), and keep a reconstruction objective here"
+                )
             self.objectives[k] = OBJECTIVES.build(
                 m["objective"]["name"],
                 obj_cfg,
@@ -169,6 +176,17 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
             else:
                 self.decoder_pos.add(k, tok.positions(tok.base_grid, self.decoders[k].dim))
         self.decoders.apply(init_vit_weights)
+        joint = getattr(config, "joint_decoder", None)
+        self.joint_keys: list[str] = list(joint["modalities"]) if joint else []
+        if joint:
+            self.joint_decoder = JointDecoder(from_dict(JointDecoderConfig, joint, "joint_decoder"), dim)
+            self.joint_decoder.apply(init_vit_weights)
+        contrastive = dict(getattr(config, "contrastive", None) or {})
+        self.contrastive_keys: list[str] = contrastive.pop("modalities", [])
+        self.contrastive_weight = float(contrastive.pop("weight", 0.0))
+        self.contrastive = (
+            OBJECTIVES.build(contrastive.pop("name"), contrastive, "contrastive") if self.contrastive_keys else None
+        )
         self.schedules = {
             k: RatioSchedule(**m["mask_schedule"]) for k, m in config.modalities.items() if "mask_schedule" in m
         }
@@ -245,6 +263,9 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
                 enc_specs[k] = spec_all_visible(spec)
         enc = self.forward_encoder(tokens, enc_specs)
         losses, preds, loss_masks = {}, {}, {}
+        joint = [k for k in self.joint_keys if k in specs]
+        if joint:
+            preds.update(self.forward_joint_decoder(joint, enc, enc_specs, tokens))
         for k, spec in specs.items():
             if spec.ids_decode is not None and spec.ids_decode.shape[1] == 0:  # context only in this batch
                 b = spec.mask.shape[0]
@@ -252,9 +273,14 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
                 preds[k], loss_masks[k] = enc.last_hidden_state.new_zeros(b, 0, out_dim), spec.mask[:, :0]
                 losses[k] = enc.last_hidden_state.new_zeros(())
                 continue
-            preds[k] = self.forward_decoder(k, enc, enc_specs[k], tokens[k])
+            if k not in joint:
+                preds[k] = self.forward_decoder(k, enc, enc_specs[k], tokens[k])
             losses[k], loss_masks[k] = self.forward_loss(k, batch[k], tokens[k], spec, preds[k])
         loss = sum(self.config.modalities[k]["loss_weight"] * losses[k] for k in losses)
+        if self.contrastive is not None and all(k in specs and k not in present for k in self.contrastive_keys):
+            a, b = (self.forward_alone(k, enc, tokens[k], enc_specs[k]) for k in self.contrastive_keys)
+            losses["contrastive"] = self.contrastive(a, b)
+            loss = loss + self.contrastive_weight * losses["contrastive"]
         return OmniMaskPreTrainingOutput(
             loss=loss,  # type: ignore[arg-type]
             losses=losses,
@@ -343,6 +369,33 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
             grid=tokenized.grid,
             **extra,
         )
+
+    def forward_joint_decoder(
+        self, keys: list[str], enc: Any, enc_specs: dict[str, MaskSpec], tokens: dict[str, TokenizedInput]
+    ) -> dict[str, Tensor]:
+        """Stage 3 for the modalities of ``joint_decoder``: decoded together, one prediction each."""
+        parts = self._decoder_inputs(keys[0], enc)
+        pos = {k: self._decoder_positions(k, tokens[k].grid, tokens[k].coords) for k in keys}
+        valid = {k: tokens[k].valid for k in keys if tokens[k].valid is not None}
+        return self.joint_decoder(
+            {k: parts[k] for k in keys},
+            {k: enc_specs[k] for k in keys},
+            pos,
+            {k: self.decoders[k] for k in keys},  # type: ignore[misc]
+            global_tokens=enc.global_tokens if enc.global_tokens.shape[1] else None,
+            valid=valid,
+        )
+
+    def forward_alone(self, key: str, enc: Any, tokenized: TokenizedInput, spec: MaskSpec) -> Tensor:
+        """(B, D): modality ``key``'s visible tokens through the shared blocks without the other
+        modalities (with its own LayerNorms where the encoder keeps them), mean-pooled over its real
+        tokens: what the contrastive objective compares (CAV-MAE's audio-only and visual-only passes)."""
+        _, pos, valid = self.omnimask.gather_visible({key: tokenized}, {key: spec.ids_keep})
+        part = self.omnimask.encode_shared({key: enc.entered[key]}, pos=pos, valid=valid).parts[key]
+        if key not in valid:
+            return part.mean(dim=1)
+        w = valid[key].unsqueeze(-1).to(part.dtype)
+        return (part * w).sum(1) / w.sum(1).clamp(min=1)
 
     def forward_loss(
         self, key: str, x: Tensor, tokenized: TokenizedInput, spec: MaskSpec, pred: Tensor

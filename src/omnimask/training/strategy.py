@@ -62,11 +62,13 @@ def check_strategy(strategy: str, *, mixed: bool = False, cpu_offload: bool = Fa
 
 
 def blocks_of(model: nn.Module) -> list[nn.Module]:
-    """The members of every ``ModuleList`` named ``blocks``, outermost lists first (FSDP units and
+    """The members of every ``ModuleList`` named ``blocks`` or held in a ``specific_blocks`` dict
+    (an encoder's per-modality blocks), outermost lists first (FSDP units and
     activation-checkpointing regions)."""
     found: list[nn.Module] = []
     for name, module in model.named_modules():
-        if isinstance(module, nn.ModuleList) and name.rsplit(".", 1)[-1] == "blocks":
+        parts = name.split(".")
+        if isinstance(module, nn.ModuleList) and (parts[-1] == "blocks" or parts[-2:-1] == ["specific_blocks"]):
             found.extend(module)
     return found
 
