@@ -37,7 +37,7 @@ from .loaders import Feed, Mixing, mixed_feed, plain_feed, stream_feed
 from .metrics import Reporter
 from .optim import OptimConfig, build_optimizer, resolve_lr
 from .sampler import mix_seed
-from .schedule import apply_lr, lr_at
+from .schedule import apply_lr, schedule_lr
 from .signals import (
     NonFiniteLossError,
     StopSignals,
@@ -378,7 +378,7 @@ class Trainer:
     def _train_step(self, batches: Iterator[Any], report: Reporter) -> tuple[Any, float, float, torch.Tensor | None]:
         """One optimizer step: ``(last output, mean loss, lr, gradient norm or None)``."""
         o = self.optim_cfg
-        lr = lr_at(self.step / self.steps_per_epoch, self.peak_lr, o.min_lr, o.warmup_epochs, self.train_cfg.epochs)
+        lr = schedule_lr(o, self.step / self.steps_per_epoch, self.peak_lr, self.train_cfg.epochs)
         apply_lr(self.optimizer, lr)
         schedules = getattr(self.model, "update_schedules", None)
         if schedules is not None:  # masking ratios that follow training progress (a pure function of the step)

@@ -54,6 +54,15 @@ class OptimConfig:
     eps: float = 1e-8
     warmup_epochs: float = 40.0
     clip_grad: float | None = None
+    #: ``adamw`` (decoupled weight decay, MAE) or ``adam`` (weight decay added to the gradient: CAV-MAE).
+    name: str = "adamw"
+    #: ``cosine``: warm-up then half cosine to ``min_lr`` (MAE). ``step``: warm-up, then the lr is
+    #: multiplied by ``step_gamma`` at epoch ``step_start`` and every ``step_every`` epochs after
+    #: (CAV-MAE: from epoch 10, every 5, x0.5; PyTorch's MultiStepLR stepped once per epoch).
+    schedule: str = "cosine"
+    step_start: float = 10.0
+    step_every: float = 5.0
+    step_gamma: float = 0.5
 
     def __post_init__(self) -> None:
         # Named at the key the user wrote, before any scaling by the batch size.
@@ -71,6 +80,15 @@ class OptimConfig:
                 raise ConfigError(
                     f"{key} must be {'non-negative' if key in _NON_NEGATIVE else 'positive'}, got {value!r}"
                 )
+        if self.name not in ("adamw", "adam"):
+            raise ConfigError(f"optim.name must be adamw or adam, got {self.name!r}")
+        if self.schedule not in ("cosine", "step"):
+            raise ConfigError(f"optim.schedule must be cosine or step, got {self.schedule!r}")
+        if not (self.step_every > 0 and self.step_start >= 0 and 0 < self.step_gamma <= 1):
+            raise ConfigError(
+                "optim.step_start must be >= 0, optim.step_every > 0 and optim.step_gamma in (0, 1]; got "
+                f"{self.step_start!r}, {self.step_every!r}, {self.step_gamma!r}"
+            )
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ConfigError(f"optim.betas must be two numbers in [0, 1), got {list(self.betas)!r}")
 
@@ -153,11 +171,16 @@ def build_optimizer(
     groups = param_groups(model, cfg.weight_decay) if groups is None else groups
     if not groups:
         raise ValueError("model has no trainable parameters")
-    opt = torch.optim.AdamW(groups, lr=lr, betas=tuple(cfg.betas), eps=cfg.eps)  # type: ignore[arg-type]
+    kind = torch.optim.Adam if cfg.name == "adam" else torch.optim.AdamW
+    opt = kind(groups, lr=lr, betas=tuple(cfg.betas), eps=cfg.eps)  # type: ignore[arg-type]
     if cfg.lr is not None:
-        logger.info("optimizer: AdamW lr=%.3e (absolute), effective batch %d", lr, effective_batch)
+        logger.info("optimizer: %s lr=%.3e (absolute), effective batch %d", kind.__name__, lr, effective_batch)
     else:
         logger.info(
-            "optimizer: AdamW lr=%.3e (base_lr %.3e x effective batch %d / 256)", lr, cfg.base_lr, effective_batch
+            "optimizer: %s lr=%.3e (base_lr %.3e x effective batch %d / 256)",
+            kind.__name__,
+            lr,
+            cfg.base_lr,
+            effective_batch,
         )
     return opt
