@@ -89,7 +89,7 @@ def load_recipe(path: str | Path, overrides: Sequence[str] = ()) -> RecipeConfig
         eval=from_dict(EvalConfig, raw.get("eval") or {}, "eval"),
         visualize_every=int(raw.get("visualize_every", 200)),
     )
-    check_keys(cfg.model, ("encoder", "modalities"), "model")
+    check_keys(cfg.model, ("encoder", "modalities", "budget", "joint_decoder", "contrastive"), "model")
     cfg.data_configs  # noqa: B018 - validates the model and every data section now, before any work starts
     return cfg
 
