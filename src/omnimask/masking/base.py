@@ -255,6 +255,13 @@ class MaskingStrategy:
             if len(seeds) != batch_size:
                 raise ValueError(f"seeds: expected {batch_size} per-sample seeds, got {len(seeds)}")
             cpu = None if coords is None else coords.detach().cpu()
+            if self._batchable_seeds():  # one noise row per seed, then one batched draw: the same masks
+                rows = [
+                    uniform_noise((1, *self.noise_shape(grid)), "cpu", torch.Generator().manual_seed(s)) for s in seeds
+                ]
+                drawn = self._draw(len(seeds), grid, torch.device("cpu"), noise=torch.cat(rows), coords=cpu)
+                spec = spec_from_mask(drawn.mask.to(device))
+                return spec if decode is None else with_decode(spec, decode.to(device))
             specs = [
                 self._draw(
                     1,
@@ -280,6 +287,13 @@ class MaskingStrategy:
             coords=coords,
             valid=valid,
         )
+
+    def _batchable_seeds(self) -> bool:
+        """Per-sample seeds can be drawn as one batch: a noise-driven strategy whose draw is the
+        default one (a single noise tensor, rows independent), so row i of the batched draw is the
+        draw of seed i alone."""
+        cls = type(self)
+        return self.uses_noise and cls._draw is MaskingStrategy._draw and cls.sample is MaskingStrategy.sample
 
     def mask_for_seed(self, grid: tuple[int, ...], seed: int) -> tuple[Tensor, Tensor | None]:
         """One sample's ``(mask (N,), decode (N,) or None)`` as a function of ``seed`` (CPU).
