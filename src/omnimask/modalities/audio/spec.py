@@ -12,6 +12,7 @@ import torch
 from torch import Tensor
 
 from ..base import ModalitySpec, Tokenizer, register_modality
+from . import av  # noqa: F401  (registers the "av" audio-visual data source and embedded part)
 from .dataset import AudioDataset
 from .embedded import embedded_audio_root
 from .features import AudioFeatureConfig
