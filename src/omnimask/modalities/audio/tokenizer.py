@@ -13,13 +13,18 @@ Position tables (``pos_embed``):
 * ``audiomae``: AudioMAE's own table, which is built on the swapped (F', T') grid, so token
   ``k = t * F' + f`` is coded by ``k % T'`` and ``k // T'`` (see
   :func:`~omnimask.backbone.pos_embed.sincos_2d_audiomae`). Converted AudioMAE checkpoints use it.
+* ``cav_mae``: CAV-MAE's table. CAV-MAE transposes the spectrogram to (F, T) and builds MAE's
+  table on the (F', T') grid, so a token's first half of the channels encodes its *time* index
+  and the second half its frequency index (the halves of ``sincos_2d`` swapped); here it is laid
+  out in omnimask's time-major token order (:func:`sincos_2d_cav_mae`). Converted CAV-MAE
+  checkpoints use it.
 
 Input sizes: the tokenizer is built for ``target_length`` x ``num_mel_bins`` (AudioSet: 1024 x 128,
 ESC-50: 512 x 128, Speech Commands: 128 x 128). Other clip lengths that the patch divides are
-accepted as they are: both tables are defined for any number of time rows (for ``audiomae`` the
+accepted as they are: every table is defined for any number of time rows (for ``audiomae`` the
 table of that grid is what AudioMAE's own time truncation of the table produces). A different
 number of mel bins needs ``interpolate_pos_encoding=True`` (``sincos_2d``: the table is resized
-bicubically along frequency; ``audiomae``: the table of the new grid).
+bicubically along frequency; ``audiomae``, ``cav_mae``: the table of the new grid).
 
 Processor preset (``processor`` in the config): AudioSet's fbank statistics with AudioMAE's
 normalisation ``(fbank - mean) / (2 * std)``, stored as ``mean = -4.2677393`` and the divisor
@@ -31,16 +36,32 @@ rate every clip is resampled to before the filterbank.
 
 from __future__ import annotations
 
+from einops import rearrange
 from torch import Tensor
 
 from ...backbone.pos_embed import interpolate_table_2d, sincos_2d_audiomae, sincos_2d_mae
 from ..image.tokenizer import _pair, as_model_dtype
 from ..patches import Patch2dTokenizer
 
-__all__ = ["SpectrogramTokenizer", "POS_EMBEDS", "norm_preset"]
+__all__ = ["SpectrogramTokenizer", "POS_EMBEDS", "norm_preset", "sincos_2d_cav_mae"]
 
 #: Accepted ``pos_embed`` values (see the module docstring).
-POS_EMBEDS = ("sincos_2d", "audiomae")
+POS_EMBEDS = ("sincos_2d", "audiomae", "cav_mae")
+
+
+def sincos_2d_cav_mae(dim: int, grid: tuple[int, int]) -> Tensor:
+    """CAV-MAE's audio table for a (time, frequency) token grid, tokens row-major over (t, f).
+
+    CAV-MAE's tokens run frequency-major over its (F', T') grid and its table is MAE's for that
+    grid: token (f, t) gets ``[code(t) | code(f)]`` (MAE puts the column, here time, first). This
+    is that table with its rows reordered to omnimask's time-major tokens, so token ``t * F' + f``
+    gets ``[code(t) | code(f)]``.
+
+    Returns:
+        (T' * F', dim) float32.
+    """
+    time, freq = grid
+    return rearrange(sincos_2d_mae(dim, (freq, time)), "(f t) d -> (t f) d", f=freq, t=time)
 
 
 def norm_preset(name: str) -> dict:
@@ -134,5 +155,7 @@ class SpectrogramTokenizer(Patch2dTokenizer):
         t, f = grid
         if self.pos_embed_type == "audiomae":
             return sincos_2d_audiomae(dim, (t, f))
+        if self.pos_embed_type == "cav_mae":
+            return sincos_2d_cav_mae(dim, (t, f))
         base_f = self.base_grid[1]
         return interpolate_table_2d(sincos_2d_mae(dim, (t, base_f)), (t, base_f), (t, f))
