@@ -37,11 +37,11 @@ def test_vl_recipe_trains_on_pairs_and_reports_retrieval(tmp_path, capsys):
     summary = json.loads((out / "summary.json").read_text())
     for name in ("pretrained (omnimask)", "random init"):
         r = summary["eval"][name]
-        assert {"i2t_R@1", "t2i_R@10", "masked_token_acc", "masked_token_acc_with_image"} <= set(r) and 0 <= r[
-            "t2i_R@10"
-        ] <= 100
+        keys = {"i2t_R@1", "t2i_R@10", "i2t_MedR", "masked_token_acc", "masked_token_acc_with_image", "joint_probe"}
+        assert keys <= set(r) and 0 <= r["t2i_R@10"] <= 100 and 1 <= r["i2t_MedR"] <= 359
+        assert 0 <= r["joint_probe"] <= 100  # the embedded pairs carry the digit: a linear probe on joint features
     assert (out / "reconstruction_image.png").is_file()
-    assert "Held-out retrieval on 359 image-caption pairs" in capsys.readouterr().out
+    assert "Held-out evaluation on 359 image-text pairs" in capsys.readouterr().out
 
 
 def test_paired_dataset_items_and_errors():

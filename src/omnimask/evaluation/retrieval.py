@@ -41,13 +41,15 @@ def _check(image: Tensor, text: Tensor, text_to_image: Tensor) -> None:
 
 @torch.no_grad()
 def retrieval_recall(
-    image: Tensor, text: Tensor, text_to_image: Tensor, ks: Sequence[int] = (1, 5, 10)
+    image: Tensor, text: Tensor, text_to_image: Tensor, ks: Sequence[int] = (1, 5, 10), median: bool = False
 ) -> dict[str, float]:
     """Recall at each K in both directions, in %.
 
     Args:
         image: (I, D) image features; text: (T, D) text features (any scale: cosine similarity).
         text_to_image: (T,) long, the image index of every text.
+        median: also the median rank of the first correct match, 1-based (``i2t_MedR``, ``t2i_MedR``).
+
     Returns:
         ``{"i2t_R@1": ..., "t2i_R@1": ..., ...}`` for every K in ``ks``.
     """
@@ -63,6 +65,9 @@ def retrieval_recall(
     for k in ks:
         out[f"i2t_R@{k}"] = 100.0 * float((i2t_rank < k).double().mean())
         out[f"t2i_R@{k}"] = 100.0 * float((t2i_rank < k).double().mean())
+    if median:
+        out["i2t_MedR"] = float((i2t_rank + 1).double().quantile(0.5))  # the mean of the middle two for an even count
+        out["t2i_MedR"] = float((t2i_rank + 1).double().quantile(0.5))
     return out
 
 

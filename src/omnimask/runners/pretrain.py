@@ -37,6 +37,7 @@ from ..run_config import apply_overrides, from_dict, load_yaml, to_dict
 from ..training import OptimConfig, TrainConfig, Trainer, is_main
 from .common import build_dataset, data_configs, runner_main
 from .mixed import RunSource, build_source, mixed_datasets, parse_sources, picture_samples, source_keys
+from .paired_eval import evaluate_pairs
 
 __all__ = ["RecipeConfig", "load_recipe", "run", "main"]
 
@@ -265,7 +266,11 @@ def run(cfg: RecipeConfig, resume: bool | str = False) -> dict[str, Any]:
     if summary["reconstruction"]:
         print(f"Reconstruction picture: {summary['reconstruction']}")
     if cfg.eval.enabled and source is not None:
-        summary["eval"] = _evaluate_pairs(cfg, config, final, picture_set, source.keys(cfg.data_configs[source.name]))
+        src_cfg = cfg.data_configs[source.name]
+        train_items = _items(source.build(src_cfg, config.modalities, "train_eval"), cfg.eval.max_samples)
+        summary["eval"] = evaluate_pairs(
+            config, final, _items(picture_set, cfg.eval.max_samples), source.keys(src_cfg), cfg.train.seed, train_items
+        )
     elif cfg.eval.enabled:
         key = keys[0]
         train_eval = encode_dataset(build_dataset(config, cfg.data_configs, key, "train_eval"), key)
@@ -283,43 +288,10 @@ def run(cfg: RecipeConfig, resume: bool | str = False) -> dict[str, Any]:
     return summary
 
 
-def _evaluate_pairs(
-    cfg: RecipeConfig, config: OmniMaskConfig, final: Path, val_set: Any, keys: tuple[str, ...]
-) -> dict:
-    """Held-out image <-> text retrieval (each modality encoded alone, mean-pooled) and text-only
-    masked-token accuracy, for the pretrained model against the model it started from."""
-    from ..evaluation import compare_retrieval, masked_token_accuracy
-
-    image_key, text_key = keys
-    items = [val_set[i] for i in range(len(val_set))]
-    images = torch.stack([it[image_key] for it in items])
-    texts = torch.stack([it[text_key] for it in items])
-    torch.manual_seed(cfg.train.seed)
-    initial = OmniMaskForPreTraining(config)
-    trained = OmniMaskForPreTraining.from_pretrained(final)
-    models = {"pretrained (omnimask)": trained, "random init": initial}
-    report = compare_retrieval({k: m.omnimask for k, m in models.items()}, images, texts, image_key, text_key)
-    for name, m in models.items():
-        report[name]["masked_token_acc"] = masked_token_accuracy(m, text_key, texts, seed=cfg.eval.seed)
-        report[name]["masked_token_acc_with_image"] = masked_token_accuracy(
-            m, text_key, texts, seed=cfg.eval.seed, context={image_key: images}
-        )
-    print(
-        f"\nHeld-out retrieval on {len(images)} image-caption pairs (each modality encoded alone, mean-pooled, cosine):"
-    )
-    cols = ["i2t_R@1", "i2t_R@5", "i2t_R@10", "t2i_R@1", "t2i_R@5", "t2i_R@10"]
-    print(
-        f"  {'encoder':<24}"
-        + "".join(f"{c:>10}" for c in cols)
-        + f"{'masked-token acc: text alone':>30}{'with the image':>16}"
-    )
-    for name, r in report.items():
-        print(
-            f"  {name:<24}"
-            + "".join(f"{r[c]:>9.1f}%" for c in cols)
-            + f"{r['masked_token_acc']:>29.1f}%{r['masked_token_acc_with_image']:>15.1f}%"
-        )
-    return report
+def _items(dataset: Any, n: int | None) -> list[dict]:
+    """The (at most ``n`` evenly spaced) items of a held-out or training-eval split."""
+    part = _limit(dataset, n)
+    return [part[i] for i in range(len(part))]
 
 
 def main(argv: Sequence[str] | None = None, default_config: str | Path | None = None, prog: str | None = None) -> int:
@@ -373,7 +345,8 @@ def _evaluate_source(cfg: RecipeConfig, config: OmniMaskConfig, final: Path, src
     keys = source_keys(src)
     print(f"\n== source {src.name!r} ({', '.join(keys)})")
     if len(keys) > 1:
-        return _evaluate_pairs(cfg, config, final, _limit(build_source(config, src, "val"), cfg.eval.max_samples), keys)
+        val, tr = (_items(build_source(config, src, split), cfg.eval.max_samples) for split in ("val", "train_eval"))
+        return evaluate_pairs(config, final, val, keys, cfg.train.seed, tr)
     key = keys[0]
     train_eval = encode_dataset(_limit(build_source(config, src, "train_eval"), cfg.eval.max_samples), key)
     val = encode_dataset(_limit(build_source(config, src, "val"), cfg.eval.max_samples), key)
