@@ -267,7 +267,7 @@ def run(cfg: RecipeConfig, resume: bool | str = False) -> dict[str, Any]:
         print(f"Reconstruction picture: {summary['reconstruction']}")
     if cfg.eval.enabled and source is not None:
         src_cfg = cfg.data_configs[source.name]
-        train_items = _items(source.build(src_cfg, config.modalities, "train_eval"), cfg.eval.max_samples)
+        train_items = _probe_items(source, src_cfg, config, cfg.eval.max_samples)
         summary["eval"] = evaluate_pairs(
             config, final, _items(picture_set, cfg.eval.max_samples), source.keys(src_cfg), cfg.train.seed, train_items
         )
@@ -286,6 +286,19 @@ def run(cfg: RecipeConfig, resume: bool | str = False) -> dict[str, Any]:
     (out_dir / "summary.json").write_text(json.dumps(summary, indent=2, default=str))
     (out_dir / "recipe.json").write_text(json.dumps(to_dict(cfg), indent=2, default=str))
     return summary
+
+
+def _probe_items(source: Any, src_cfg: Any, config: OmniMaskConfig, n: int | None) -> list[dict] | None:
+    """The training items a joint linear probe fits on, or None when the source streams (no probe)."""
+    try:
+        data = source.build(src_cfg, config.modalities, "train_eval")
+    except ValueError as err:  # e.g. tar shards: the training split cannot be indexed
+        log.info("no joint linear probe: %s", err)
+        return None
+    if isinstance(data, torch.utils.data.IterableDataset) or not hasattr(data, "__len__"):
+        log.info("no joint linear probe: the training data streams (%s)", type(data).__name__)
+        return None
+    return _items(data, n)
 
 
 def _items(dataset: Any, n: int | None) -> list[dict]:
