@@ -262,3 +262,25 @@ def test_step_schedule_halves_the_lr_like_multisteplr():
         OptimConfig(schedule="linear")
     with pytest.raises(ConfigError, match="optim.name must be adamw or adam"):
         OptimConfig(name="sgd")
+
+
+def test_contrastive_on_every_token_is_each_modality_encoded_alone():
+    """tokens: all pools a second, unmasked pass of each modality alone: the encoder's own features."""
+    cfg = av_config(modality_specific_depth=1, modality_norms=True).to_dict()
+    cfg["contrastive"] = {**cfg["contrastive"], "tokens": "all"}
+    model = OmniMaskForPreTraining(
+        OmniMaskConfig(**{k: cfg[k] for k in ("encoder", "modalities", "joint_decoder", "contrastive")})
+    )
+    model.eval()
+    x = batch()
+    out = model(x)
+    tokens = model.omnimask.embed(x)
+    enc = model.forward_encoder(tokens, out.specs)  # the masked joint pass; every_token does not use its tokens
+    for k in x:
+        got = model.forward_alone(k, enc, tokens[k], out.specs[k], every_token=True)
+        torch.testing.assert_close(got, model.omnimask({k: x[k]}).pooler_output, rtol=0, atol=1e-6)
+    with pytest.raises(ConfigError, match="contrastive.tokens must be visible"):
+        OmniMaskConfig(
+            modalities={"audio": AUDIO, "image": IMAGE},
+            contrastive={"modalities": ["audio", "image"], "tokens": "some"},
+        )

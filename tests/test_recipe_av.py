@@ -29,7 +29,7 @@ def test_published_config_is_cav_mae_base():
     assert audio["objective"]["norm"] == image["objective"]["norm"] == "patch"
     assert m.joint_decoder["dim"] == 512 and m.joint_decoder["depth"] == 8 and m.joint_decoder["num_heads"] == 16
     assert m.contrastive == {"name": "infonce", "modalities": ["audio", "image"], "weight": 0.01,
-                             "temperature": 0.05, "symmetric": False}  # fmt: skip
+                             "temperature": 0.05, "symmetric": False, "tokens": "visible"}  # fmt: skip
     o = cfg.optim
     assert (o.name, o.lr, tuple(o.betas), o.weight_decay, o.warmup_epochs) == ("adam", 5e-5, (0.95, 0.999), 5e-7, 0)
     assert (o.schedule, o.step_start, o.step_every, o.step_gamma, cfg.train.epochs) == ("step", 10, 5, 0.5, 25)

@@ -175,6 +175,9 @@ def _contrastive(given: Any, keys: list[str]) -> dict:
         raise ConfigError(f"contrastive must be a mapping, got {given!r}")
     cfg = dict(given)
     name, pair, weight = cfg.pop("name", "infonce"), cfg.pop("modalities", None), cfg.pop("weight", 1.0)
+    tokens = cfg.pop("tokens", "visible")
+    if tokens not in ("visible", "all"):
+        raise ConfigError(f"contrastive.tokens must be visible (CAV-MAE) or all, got {tokens!r}")
     if not isinstance(pair, list) or len(pair) != 2 or pair[0] == pair[1] or any(k not in keys for k in pair):
         raise ConfigError(
             f"contrastive.modalities must name two different modalities of the model {keys}, got {pair!r}"
@@ -185,7 +188,7 @@ def _contrastive(given: Any, keys: list[str]) -> dict:
     if not getattr(OBJECTIVES.get(name), "pairwise", False):
         raise ConfigError(f"contrastive.name: {name!r} is a reconstruction objective; a contrastive one compares two "
                           "modalities (e.g. infonce)")  # fmt: skip
-    return {"name": name, "modalities": list(pair), "weight": float(weight), **cfg}
+    return {"name": name, "modalities": list(pair), "weight": float(weight), "tokens": tokens, **cfg}
 
 
 class OmniMaskConfig(PreTrainedConfig):
@@ -202,7 +205,9 @@ class OmniMaskConfig(PreTrainedConfig):
             JointDecoderConfig`); those modalities' ``decoder`` becomes their ``joint`` head.
         contrastive: optional contrastive objective between two modalities of the same samples,
             added to the reconstruction losses: ``{name: infonce, modalities: [a, b], weight, ...}``
-            (the rest are the objective's options, e.g. ``temperature``, ``symmetric``).
+            (the rest are the objective's options, e.g. ``temperature``, ``symmetric``). ``tokens``:
+            pool each modality's ``visible`` tokens (CAV-MAE, no extra encoder input) or ``all`` of
+            them (a second, unmasked pass of each modality alone: more compute, a cleaner signal).
     """
 
     model_type = "omnimask"

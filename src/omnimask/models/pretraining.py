@@ -184,6 +184,7 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
         contrastive = dict(getattr(config, "contrastive", None) or {})
         self.contrastive_keys: list[str] = contrastive.pop("modalities", [])
         self.contrastive_weight = float(contrastive.pop("weight", 0.0))
+        self.contrastive_all = contrastive.pop("tokens", "visible") == "all"
         self.contrastive = (
             OBJECTIVES.build(contrastive.pop("name"), contrastive, "contrastive") if self.contrastive_keys else None
         )
@@ -278,7 +279,8 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
             losses[k], loss_masks[k] = self.forward_loss(k, batch[k], tokens[k], spec, preds[k])
         loss = sum(self.config.modalities[k]["loss_weight"] * losses[k] for k in losses)
         if self.contrastive is not None and all(k in specs and k not in present for k in self.contrastive_keys):
-            a, b = (self.forward_alone(k, enc, tokens[k], enc_specs[k]) for k in self.contrastive_keys)
+            a, b = (self.forward_alone(k, enc, tokens[k], enc_specs[k], self.contrastive_all)
+                    for k in self.contrastive_keys)  # fmt: skip
             losses["contrastive"] = self.contrastive(a, b)
             loss = loss + self.contrastive_weight * losses["contrastive"]
         return OmniMaskPreTrainingOutput(
@@ -386,12 +388,19 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
             valid=valid,
         )
 
-    def forward_alone(self, key: str, enc: Any, tokenized: TokenizedInput, spec: MaskSpec) -> Tensor:
+    def forward_alone(
+        self, key: str, enc: Any, tokenized: TokenizedInput, spec: MaskSpec, every_token: bool = False
+    ) -> Tensor:
         """(B, D): modality ``key``'s visible tokens through the shared blocks without the other
         modalities (with its own LayerNorms where the encoder keeps them), mean-pooled over its real
-        tokens: what the contrastive objective compares (CAV-MAE's audio-only and visual-only passes)."""
-        _, pos, valid = self.omnimask.gather_visible({key: tokenized}, {key: spec.ids_keep})
-        part = self.omnimask.encode_shared({key: enc.entered[key]}, pos=pos, valid=valid).parts[key]
+        tokens: what the contrastive objective compares (CAV-MAE's audio-only and visual-only passes).
+        ``every_token``: every token of the modality instead of the visible ones (its own blocks
+        run again on all of them)."""
+        visible, pos, valid = self.omnimask.gather_visible(
+            {key: tokenized}, {} if every_token else {key: spec.ids_keep}
+        )
+        entered = self.omnimask.enter(visible, pos, valid) if every_token else {key: enc.entered[key]}
+        part = self.omnimask.encode_shared(entered, pos=pos, valid=valid).parts[key]
         if key not in valid:
             return part.mean(dim=1)
         w = valid[key].unsqueeze(-1).to(part.dtype)
