@@ -216,6 +216,7 @@ def test_parity_one_shared_block(tmp_path: Path) -> None:
         "weight": 0.01,
         "temperature": 0.05,
         "symmetric": False,
+        "tokens": "visible",  # CAV-MAE pools the visible tokens of each modality's own pass
     }
     compare(model, dst, "1 shared block")
 
