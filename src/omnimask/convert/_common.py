@@ -248,6 +248,25 @@ def block_count(state: dict[str, Tensor], prefix: str) -> int:
     return max(ids) + 1 if ids else 0
 
 
+def attention_heads(dim: int, given: Any, known: dict[int, int], option: str, what: str, sizes: str) -> int:
+    """Attention heads of a ``what`` (encoder/decoder) ``dim`` wide: the option ``given``, else the
+    reference's count for that width (``known``); they must divide the width. Heads are not stored in
+    the weights, so an unknown width without the option is an error that names the option; ``sizes``
+    says which widths are known (``"one of MAE's model sizes [768, 1024, 1280]"``)."""
+    if given is not None:
+        heads = positive_int(given, option)
+    elif dim in known:
+        heads = known[dim]
+    else:
+        raise ConversionError(
+            f"the {what} width {dim} is not {sizes}, so its number of attention heads is unknown (heads are not "
+            f"stored in the weights); pass it with the option {option}=N (CLI: --option {option}=N)"
+        )
+    if dim % heads:
+        raise ConversionError(f"option {option}={heads} does not divide the {what} width {dim}")
+    return heads
+
+
 def positive_int(value: Any, name: str) -> int:
     """``value`` if it is a positive int, else a ConversionError naming the option."""
     if isinstance(value, bool) or not isinstance(value, int) or value < 1:

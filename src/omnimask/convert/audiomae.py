@@ -52,6 +52,7 @@ from ..model_config import OmniMaskConfig
 from . import CONVERTERS, ConversionError
 from ._common import (
     Target,
+    attention_heads,
     block_count,
     map_state,
     official_file,
@@ -73,6 +74,7 @@ EPS = 1e-6  # partial(nn.LayerNorm, eps=1e-6) everywhere in AudioMAE
 #: AudioMAE's ViT sizes (S, B, L, H): width -> heads. Its decoders always have 16 heads.
 ENCODER_HEADS = {384: 6, 768: 12, 1024: 16, 1280: 16}
 DECODER_HEADS = 16
+_SIZES = f"one of AudioMAE's model sizes {sorted(ENCODER_HEADS)}"
 #: main_pretrain.py's ``audio_conf`` target lengths per ``--dataset``.
 TARGET_LENGTHS = {"audioset": 1024, "esc50": 512, "speechcommands": 128}
 
@@ -140,22 +142,6 @@ def _resolve(option: Any, args: dict, key: str, default: Any, kind: type, name: 
     if kind is float and (isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 <= value < 1):
         raise ConversionError(f"option {name} must be a number in [0, 1), got {value!r}")
     return float(value) if kind is float else value
-
-
-def _heads(dim: int, given: Any, default: int | None, option: str, what: str) -> int:
-    """Attention heads: the option, else AudioMAE's for this width; must divide the width."""
-    if given is not None:
-        heads = positive_int(given, option)
-    elif default is not None:
-        heads = default
-    else:
-        raise ConversionError(
-            f"the {what} width {dim} is not one of AudioMAE's model sizes {sorted(ENCODER_HEADS)}, so its number of "
-            f"attention heads is unknown; pass it with the option {option}=N (CLI: --option {option}=N)"
-        )
-    if dim % heads:
-        raise ConversionError(f"{option}={heads} does not divide the {what} width {dim}")
-    return heads
 
 
 def _table_layout(table: Tensor, dim: int, grid: tuple[int, int], what: str) -> str:
@@ -258,7 +244,7 @@ def audiomae_state_to_omnimask(
     encoder = dict(
         dim=dim,
         depth=depth,
-        num_heads=_heads(dim, num_heads, ENCODER_HEADS.get(dim), "num_heads", "encoder"),
+        num_heads=attention_heads(dim, num_heads, ENCODER_HEADS, "num_heads", "encoder", _SIZES),
         mlp_ratio=_mlp_ratio(dim, int(fc1.shape[0]), "blocks.0.mlp.fc1.weight"),
         qkv_bias="blocks.0.attn.qkv.bias" in state,
         norm_eps=EPS,
@@ -303,13 +289,8 @@ def audiomae_state_to_omnimask(
                 bias_hidden=int(hidden.shape[0]) if hidden is not None else 384,
             )
         else:
-            heads = _heads(
-                ddim,
-                decoder_num_heads,
-                DECODER_HEADS if ddim % DECODER_HEADS == 0 else None,
-                "decoder_num_heads",
-                "decoder",
-            )
+            known = {ddim: DECODER_HEADS} if ddim % DECODER_HEADS == 0 else {}
+            heads = attention_heads(ddim, decoder_num_heads, known, "decoder_num_heads", "decoder", _SIZES)
             audio["decoder"] = dict(
                 name="transformer",
                 dim=ddim,

@@ -87,6 +87,7 @@ from ..model_config import OmniMaskConfig
 from . import CONVERTERS, ConversionError
 from ._common import (
     Target,
+    attention_heads,
     map_state,
     official_file,
     positive_int,
@@ -237,22 +238,6 @@ def _flag(value: Any, name: str) -> bool:
     return value
 
 
-def _heads(dim: int, given: Any, defaults: dict[int, int], option: str, what: str) -> int:
-    """Attention heads: the option, else CAV-MAE's for this width; must divide the width."""
-    if given is not None:
-        heads = positive_int(given, option)
-    elif dim in defaults:
-        heads = defaults[dim]
-    else:
-        raise ConversionError(
-            f"the {what} width {dim} is not CAV-MAE's published one ({sorted(defaults)}), so its number of attention "
-            f"heads is unknown; pass it with the option {option}=N (CLI: --option {option}=N)"
-        )
-    if dim % heads:
-        raise ConversionError(f"{option}={heads} does not divide the {what} width {dim}")
-    return heads
-
-
 # ---- checks ---------------------------------------------------------------------------------------
 def _identify(state: dict[str, Tensor], where: str) -> None:
     if "patch_embed_a.proj.weight" in state:
@@ -401,7 +386,14 @@ def _decoder_config(
     return dict(
         dim=ddim,
         depth=depth,
-        num_heads=_heads(ddim, decoder_num_heads, DECODER_HEADS, "decoder_num_heads", "decoder"),
+        num_heads=attention_heads(
+            ddim,
+            decoder_num_heads,
+            DECODER_HEADS,
+            "decoder_num_heads",
+            "decoder",
+            f"CAV-MAE's published one ({sorted(DECODER_HEADS)})",
+        ),
         mlp_ratio=_mlp(state, "decoder_blocks", ddim),
         qkv_bias="decoder_blocks.0.attn.qkv.bias" in state,
         norm_eps=eps,
@@ -483,7 +475,9 @@ def cav_mae_state_to_omnimask(
     encoder = dict(
         dim=dim,
         depth=depths["blocks_a"] + depths["blocks_u"],
-        num_heads=_heads(dim, num_heads, ENCODER_HEADS, "num_heads", "encoder"),
+        num_heads=attention_heads(
+            dim, num_heads, ENCODER_HEADS, "num_heads", "encoder", f"CAV-MAE's published one ({sorted(ENCODER_HEADS)})"
+        ),
         mlp_ratio=_mlp(state, first, dim),
         qkv_bias=f"{first}.0.attn.qkv.bias" in state,
         norm_eps=eps,

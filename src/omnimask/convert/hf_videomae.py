@@ -73,6 +73,7 @@ from ..modalities.image.tokenizer import IMAGENET_MEAN, IMAGENET_STD
 from ..model_config import OmniMaskConfig
 from . import CONVERTERS, ConversionError
 from ._common import (
+    attention_heads,
     block_count,
     load_state_file,
     map_state,
@@ -343,21 +344,6 @@ def _image_size_option(value: Any) -> tuple[int, int]:
     return size, size
 
 
-def _heads(dim: int, given: Any, table: dict[int, int], option: str, what: str) -> int:
-    if given is not None:
-        heads = positive_int(given, option)
-    elif dim in table:
-        heads = table[dim]
-    else:
-        raise ConversionError(
-            f"the {what} width {dim} is not one of VideoMAE's model sizes {sorted(table)}, so its number of attention "
-            f"heads is unknown; pass it with the option {option}=N (CLI: --option {option}=N)"
-        )
-    if dim % heads:
-        raise ConversionError(f"option {option}={heads} does not divide the {what} width {dim}")
-    return heads
-
-
 def _check_pos_table(table: Tensor, dim: int, length: int, where: str, hint: str) -> None:
     """Raise unless ``table`` is VideoMAE's fixed sin-cos table for ``length`` tokens."""
     shape = tuple(table.shape)
@@ -414,7 +400,14 @@ def _official_decoder(
     return dict(
         dim=ddim,
         depth=block_count(state, "decoder."),
-        num_heads=_heads(ddim, decoder_num_heads, DECODER_HEADS, "decoder_num_heads", "decoder"),
+        num_heads=attention_heads(
+            ddim,
+            decoder_num_heads,
+            DECODER_HEADS,
+            "decoder_num_heads",
+            "decoder",
+            f"one of VideoMAE's model sizes {sorted(DECODER_HEADS)}",
+        ),
         mlp_ratio=_mlp_ratio(ddim, int(dfc1.shape[0]), "decoder.blocks.0.mlp.fc1.weight")
         if dfc1 is not None
         else encoder["mlp_ratio"],
@@ -461,7 +454,14 @@ def official_videomae_state_to_omnimask(
     encoder = dict(
         dim=dim,
         depth=depth,
-        num_heads=_heads(dim, num_heads, ENCODER_HEADS, "num_heads", "encoder"),
+        num_heads=attention_heads(
+            dim,
+            num_heads,
+            ENCODER_HEADS,
+            "num_heads",
+            "encoder",
+            f"one of VideoMAE's model sizes {sorted(ENCODER_HEADS)}",
+        ),
         mlp_ratio=_mlp_ratio(dim, int(fc1.shape[0]), f"{enc_prefix}blocks.0.mlp.fc1.weight"),
         qkv_bias=qkv_bias,
         norm_eps=OFFICIAL_EPS,

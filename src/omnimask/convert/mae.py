@@ -62,10 +62,10 @@ from ..model_config import OmniMaskConfig
 from . import CONVERTERS, ConversionError
 from ._common import (
     Target,
+    attention_heads,
     block_count,
     map_state,
     official_file,
-    positive_int,
     read_checkpoint_file,
     unwrap_state,
     write_checkpoint,
@@ -92,6 +92,7 @@ EPS = 1e-6  # partial(nn.LayerNorm, eps=1e-6) everywhere in MAE, fc_norm and the
 ENCODER_HEADS = {768: 12, 1024: 16, 1280: 16}
 DECODER_HEADS = {512: 16}
 CLASSIFIER_HEAD_FILE = "classifier_head.pt"
+_SIZES = f"one of MAE's model sizes {sorted(ENCODER_HEADS)}"
 
 _PARTS = {
     f"{m}.{p}" for m in ("norm1", "norm2", "attn.qkv", "attn.proj", "mlp.fc1", "mlp.fc2") for p in ("weight", "bias")
@@ -245,22 +246,6 @@ def _resolve(option: Any, args: dict, key: str, default: Any, kind: type, name: 
     return float(value) if kind is float else value
 
 
-def _heads(dim: int, given: Any, table: dict[int, int], option: str, what: str) -> int:
-    if given is not None:
-        heads = positive_int(given, option)
-    elif dim in table:
-        heads = table[dim]
-    else:
-        raise ConversionError(
-            f"the {what} width {dim} is not one of MAE's model sizes {sorted(table)}, so its number of attention "
-            f"heads is unknown (heads are not stored in the weights); pass it with the option {option}=N "
-            f"(CLI: --option {option}=N)"
-        )
-    if dim % heads:
-        raise ConversionError(f"option {option}={heads} does not divide the {what} width {dim}")
-    return heads
-
-
 def _grid(state: dict[str, Tensor], dim: int, where: str) -> int:
     """The side of MAE's square token grid, from ``pos_embed`` (1, 1 + side^2, dim)."""
     table = state.get("pos_embed")
@@ -303,7 +288,7 @@ def _encoder_config(state: dict[str, Tensor], num_heads: Any, final_norm: bool, 
     return dict(
         dim=dim,
         depth=depth,
-        num_heads=_heads(dim, num_heads, ENCODER_HEADS, "num_heads", "encoder"),
+        num_heads=attention_heads(dim, num_heads, ENCODER_HEADS, "num_heads", "encoder", _SIZES),
         mlp_ratio=_mlp_ratio(dim, int(fc1.shape[0]), "blocks.0.mlp.fc1.weight"),
         qkv_bias="blocks.0.attn.qkv.bias" in state,
         norm_eps=EPS,
@@ -329,7 +314,7 @@ def _decoder_config(state: dict[str, Tensor], decoder_num_heads: Any, patch_dim:
         name="transformer",
         dim=ddim,
         depth=block_count(state, "decoder_"),
-        num_heads=_heads(ddim, decoder_num_heads, DECODER_HEADS, "decoder_num_heads", "decoder"),
+        num_heads=attention_heads(ddim, decoder_num_heads, DECODER_HEADS, "decoder_num_heads", "decoder", _SIZES),
         mlp_ratio=_mlp_ratio(ddim, int(dfc1.shape[0]), "decoder_blocks.0.mlp.fc1.weight"),
         qkv_bias="decoder_blocks.0.attn.qkv.bias" in state,
         norm_eps=EPS,
