@@ -85,13 +85,16 @@ def compare_retrieval(
     image_key: str = "image",
     text_key: str = "text",
     ks: Sequence[int] = (1, 5, 10),
+    median: bool = False,
 ) -> dict[str, dict[str, float]]:
     """Image <-> text retrieval recall for each encoder on pairs ``(images[i], texts[i])``: each
-    modality is encoded alone and mean-pooled, and the pairs are matched by cosine similarity."""
+    modality is encoded alone and mean-pooled, and the pairs are matched by cosine similarity
+    (any two modalities: ``image_key``/``text_key`` name the first and the second; ``median``
+    adds the median ranks)."""
     pairs = torch.arange(len(texts))
     return {
         name: retrieval_recall(
-            pooled_features(enc, image_key, images), pooled_features(enc, text_key, texts), pairs, ks
+            pooled_features(enc, image_key, images), pooled_features(enc, text_key, texts), pairs, ks, median
         )
         for name, enc in encoders.items()
     }

@@ -21,9 +21,8 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..evaluation import masked_token_accuracy, retrieval_recall
+from ..evaluation import compare_retrieval, masked_token_accuracy
 from ..evaluation.classification import _probe
-from ..evaluation.retrieval import pooled_features
 from ..model_config import OmniMaskConfig
 from ..models import OmniMaskForPreTraining
 
@@ -46,13 +45,6 @@ def _joint_features(model: Any, xs: dict[str, Tensor], batch: int = 128) -> Tens
     return torch.cat([model({k: v[i : i + batch] for k, v in xs.items()}).pooler_output for i in range(0, n, batch)])
 
 
-def _retrieval(encoder: Any, a: str, b: str, xa: Tensor, xb: Tensor) -> dict[str, float]:
-    fa, fb = pooled_features(encoder, a, xa), pooled_features(encoder, b, xb)
-    out = retrieval_recall(fa, fb, torch.arange(len(fb)), ks=(1, 5, 10), median=True)
-    ab, ba = direction_names(a, b)
-    return {k.replace("i2t", ab).replace("t2i", ba): v for k, v in out.items()}
-
-
 def evaluate_pairs(
     config: OmniMaskConfig, final: Path, val_items: list[dict], keys: tuple[str, ...], seed: int,
     train_items: list[dict] | None = None,
@@ -64,9 +56,15 @@ def evaluate_pairs(
     models = {"pretrained (omnimask)": OmniMaskForPreTraining.from_pretrained(final),
               "random init": OmniMaskForPreTraining(config).eval()}  # fmt: skip
     labelled = train_items is not None and "label" in val_items[0] and "label" in train_items[0]
+    if labelled:  # the probe's data, the same for both models
+        tr = {k: _stack(train_items, k) for k in keys}  # type: ignore[arg-type]
+        ytr = torch.tensor([int(it["label"]) for it in train_items])  # type: ignore[union-attr]
+        yva = torch.tensor([int(it["label"]) for it in val_items])
+    ab, ba = direction_names(a, b)
+    recalls = compare_retrieval({n: m.omnimask for n, m in models.items()}, xa, xb, a, b, median=True)
     report: dict[str, dict[str, float]] = {}
     for name, model in models.items():
-        r = _retrieval(model.omnimask, a, b, xa, xb)
+        r = {k.replace("i2t", ab).replace("t2i", ba): v for k, v in recalls[name].items()}
         for k, other, x, ctx in ((b, a, xb, xa), (a, b, xa, xb)):
             if config.modalities[k]["objective"]["name"] == "cross_entropy":  # tokens: how many it restores
                 r["masked_token_acc"] = masked_token_accuracy(model, k, x, seed=seed)
@@ -74,9 +72,6 @@ def evaluate_pairs(
                     model, k, x, seed=seed, context={other: ctx}
                 )
         if labelled:
-            tr = {k: _stack(train_items, k) for k in keys}  # type: ignore[arg-type]
-            ytr = torch.tensor([int(it["label"]) for it in train_items])  # type: ignore[union-attr]
-            yva = torch.tensor([int(it["label"]) for it in val_items])
             r["joint_probe"] = _probe(_joint_features(model.omnimask, tr), ytr,
                                       _joint_features(model.omnimask, {a: xa, b: xb}), yva)  # fmt: skip
         report[name] = r
