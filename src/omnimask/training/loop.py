@@ -184,7 +184,7 @@ class Trainer:
         self.feed = self._feed(dataset, collate_fn)
         self.loader, self.sampler, self._loader_gen = self.feed.loader, self.feed.sampler, self.feed.generator
         self.steps_per_epoch, self.effective_batch = self.feed.steps_per_epoch, self.feed.effective_batch
-        self.total_steps = self._total_steps()
+        self.total_steps = self._total_steps(self.steps_per_epoch)
         if mixing is not None:
             self.source_names = list(dataset.names)
         if train.activation_checkpointing:
@@ -208,20 +208,15 @@ class Trainer:
         self._signals = StopSignals()
         self._stopping: int | None = None  # the signal every rank agreed to stop on
 
-    def _total_steps(self) -> int:
-        total = self.train_cfg.epochs * self.steps_per_epoch
+    def _total_steps(self, steps_per_epoch: int) -> int:
+        total = self.train_cfg.epochs * steps_per_epoch
         return total if self.train_cfg.max_steps is None else min(total, self.train_cfg.max_steps)
 
     def _feed(self, dataset: Any, collate_fn: Callable[[list[Any]], Any] | None) -> Feed:
         train, pin = self.train_cfg, self.device.type == "cuda"
         if self.mixing is not None:
-
-            def total(steps_per_epoch: int) -> int:
-                self.steps_per_epoch = steps_per_epoch
-                return self._total_steps()
-
             return mixed_feed(dataset, self.mixing, train, self.rank, self.world_size, self.modalities, collate_fn,
-                              pin, total)  # fmt: skip
+                              pin, self._total_steps)  # fmt: skip
         if self.streaming:
             return stream_feed(dataset, train, self.world_size, collate_fn, pin)
         return plain_feed(dataset, train, self.rank, self.world_size, collate_fn, pin, self.mask_keys)
@@ -490,7 +485,7 @@ class Trainer:
 
     def full_model(self, build: Callable[[], nn.Module] | None = None) -> nn.Module | None:
         """The trained model with every weight whole, for saving and evaluating in one process:
-        the model itself, or under FSDP an unsharded copy gathered to rank 0 (a collective: every
+        the model itself, or under FSDP the weights gathered to rank 0 into an unsharded copy (a collective: every
         rank calls it; ranks other than 0 get None). ``build`` makes the empty copy (default:
         the model's class from its ``config``)."""
         if not self.sharded:
@@ -498,9 +493,8 @@ class Trainer:
         state = full_state_dict(self.model)
         if not self.is_main:
             return None
-        copy = replicate(self.model, state) if build is None else build()
-        if build is not None:
-            copy.load_state_dict(state)
+        copy = replicate(self.model) if build is None else build()
+        copy.load_state_dict(state)
         return copy.to(self.device)
 
     def _resume(self, path: Path) -> None:

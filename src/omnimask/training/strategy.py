@@ -178,17 +178,15 @@ def full_state_dict(model: nn.Module) -> dict[str, torch.Tensor]:
     return get_model_state_dict(model, options=StateDictOptions(full_state_dict=True, cpu_offload=True))
 
 
-def replicate(model: nn.Module, state: dict[str, torch.Tensor]) -> nn.Module:
-    """A plain, unsharded copy of ``model`` (built from its ``config``) holding ``state``."""
+def replicate(model: nn.Module) -> nn.Module:
+    """A plain, unsharded model of ``model``'s class, built from its ``config`` (fresh weights)."""
     config = getattr(model, "config", None)
     if config is None:
         raise TypeError(
             f"{type(model).__name__} has no `config`: a sharded model can be copied whole only when it "
             "can be rebuilt from its config (omnimask's models can)"
         )
-    plain = plain_class(type(model))(config)
-    plain.load_state_dict(state)
-    return plain
+    return plain_class(type(model))(config)
 
 
 def plain_class(cls: type) -> type:
