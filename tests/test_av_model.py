@@ -215,7 +215,7 @@ def test_gathered_negatives_on_two_processes_equal_one_process(tmp_path):
         loss.backward()
         for r in (0, 1):
             got = ranks[r][str(sym)]
-            assert got["loss"] == pytest.approx(float(loss), rel=1e-6)
+            assert got["loss"] == pytest.approx(float(loss.detach()), rel=1e-6)
             # DDP averages the ranks' gradients: each rank holds 2 x its share of the global mean's.
             torch.testing.assert_close(
                 torch.tensor(got["grad_a"]) / 2, fa.grad[r * 4 : r * 4 + 4], rtol=1e-5, atol=1e-7
