@@ -10,6 +10,11 @@ N grid positions, in the modality's reference patch layout: ``(B, N, out_dim)``.
 Constructors receive ``in_dim`` (encoder width) and ``out_dim`` (the modality's ``patch_dim``) from
 the model, and a decoder exposes its width as ``.dim``: the model builds the decoder's position
 table at that width.
+
+Two optional attributes ask the model for more: ``decode_ratio < 1`` (partial decoding: the model
+selects that fraction of the hidden positions as ``spec.ids_decode`` and the loss counts only them)
+and ``wants_layers`` (the model passes the modality's tokens after every encoder block as the
+keyword ``layers``; CrossMAE's feature fusion).
 """
 
 from __future__ import annotations
@@ -21,7 +26,17 @@ from torch import Tensor, nn
 from ..masking.base import MaskSpec
 from ..registry import Registry, discoverer
 
-__all__ = ["DECODERS", "Decoder"]
+__all__ = ["DECODERS", "Decoder", "check_decode_ratio"]
+
+
+def check_decode_ratio(value: object, where: str = "decode_ratio") -> float:
+    """``value`` as a fraction in (0, 1], or a ValueError naming ``where``."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < float(value) <= 1.0:
+        raise ValueError(
+            f"{where} is the fraction of the hidden positions the decoder reconstructs, a number in (0, 1]; "
+            f"got {value!r}"
+        )
+    return float(value)
 
 
 class Decoder(nn.Module):

@@ -14,7 +14,7 @@ from torch import Tensor, nn
 
 from ..backbone.blocks import Block, key_padding_to_attn_mask
 from ..masking.base import MaskSpec, gather_tokens
-from .base import DECODERS, Decoder
+from .base import DECODERS, Decoder, check_decode_ratio
 
 __all__ = ["TransformerDecoder"]
 
@@ -42,6 +42,9 @@ class TransformerDecoder(Decoder):
         drop_path: stochastic depth rising linearly from 0 to this over the blocks (Point-MAE: 0.1).
         predict: ``"all"`` grid positions (MAE) or only the ``"hidden"`` ones (Point-MAE: the model
             then selects the hidden positions as the decoder's targets, VideoMAE's arrangement).
+        decode_ratio: fraction of the hidden positions reconstructed, in (0, 1]: below 1 the model
+            draws that many per sample (decoder-side masking) and the decoder runs VideoMAE's
+            arrangement on them, ``[visible, mask tokens at the chosen positions]``.
     """
 
     def __init__(
@@ -61,6 +64,7 @@ class TransformerDecoder(Decoder):
         pos_every_block: bool = False,
         drop_path: float = 0.0,
         predict: str = "all",
+        decode_ratio: float = 1.0,
     ) -> None:
         super().__init__()
         dim = in_dim if dim is None else dim
@@ -73,6 +77,7 @@ class TransformerDecoder(Decoder):
         self.dim = dim
         self.context = context
         self.predict = predict
+        self.decode_ratio = check_decode_ratio(decode_ratio)
         self.pos_every_block = bool(pos_every_block)
         self.embed = nn.Linear(in_dim, dim, bias=embed_bias) if project else nn.Identity()
         self.mask_token = nn.Parameter(torch.zeros(1, 1, dim))

@@ -30,6 +30,7 @@ from ..model_config import OmniMaskConfig
 from ..objectives import OBJECTIVES
 from ..registry import ConfigError
 from ..run_config import from_dict
+from .decoding import decode_selection, layer_parts
 from .encoder_model import PRETRAINING_PREFIX, OmniMaskModel
 from .hub import HubMixin
 from .outputs import OmniMaskPreTrainingOutput
@@ -304,12 +305,16 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
     ) -> dict[str, MaskSpec]:
         """Stage 1: each modality's :class:`MaskSpec` from its strategy (or the given noise, mask,
         seeds), or from the multimodal budget when the batch carries several of its modalities; a
-        decoder that predicts only hidden positions gets them as its decoded ones."""
+        decoder that predicts only hidden positions gets them as its decoded ones, one with
+        ``decode_ratio < 1`` that fraction of them (drawn from ``mask_seeds`` or ``generator``)."""
         specs = self._budget_specs(tokens, generator) if not (noise or masks or decode_masks or mask_seeds) else {}
         for k, t in tokens.items():
-            if k in specs:
-                continue
             seeds = mask_seeds.get(k)
+            where = f"modalities.{k}.decoder"
+            if k in specs:
+                if getattr(self.decoders[k], "decode_ratio", 1.0) != 1.0:
+                    specs[k] = decode_selection(specs[k], self.decoders[k], t.valid, where, generator)
+                continue
             spec = self.maskings[k](
                 t.tokens.shape[0],
                 t.grid,
@@ -322,9 +327,7 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
                 coords=t.coords,
                 valid=t.valid,
             )
-            if spec.ids_decode is None and self.decoders[k].predict == "hidden":
-                spec = with_decode(spec, spec.mask, f"modalities.{k}: the decoder predicts hidden positions; mask")
-            specs[k] = spec
+            specs[k] = decode_selection(spec, self.decoders[k], t.valid, where, generator, seeds)
         return specs
 
     def _budget_specs(
@@ -351,9 +354,12 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
 
     def forward_encoder(self, tokens: dict[str, TokenizedInput], enc_specs: dict[str, MaskSpec]) -> Any:
         """Stage 2: the shared encoder over ``[CLS]`` + every modality's visible tokens (with the
-        hidden states when a decoder reads an inner block)."""
+        hidden states when a decoder reads an inner block or mixes the blocks' outputs)."""
         visible, pos, valid = self.omnimask.gather_visible(tokens, {k: s.ids_keep for k, s in enc_specs.items()})
-        layers_needed = any(self.config.modalities[k]["decoder_layer"] for k in enc_specs)
+        layers_needed = any(
+            self.config.modalities[k]["decoder_layer"] or getattr(self.decoders[k], "wants_layers", False)
+            for k in enc_specs
+        )
         return self.omnimask.encode(visible, output_hidden_states=layers_needed, pos=pos, valid=valid)
 
     def forward_decoder(self, key: str, enc: Any, enc_spec: MaskSpec, tokenized: TokenizedInput) -> Tensor:
@@ -361,7 +367,9 @@ class OmniMaskForPreTraining(HubMixin, nn.Module):
         and the global tokens as context; (B, N, P) or (B, Q, P) at the decoded positions."""
         parts = self._decoder_inputs(key, enc)
         others = [p for j, p in parts.items() if j != key]
-        extra = {"valid": tokenized.valid} if tokenized.valid is not None else {}
+        extra: dict[str, Any] = {"valid": tokenized.valid} if tokenized.valid is not None else {}
+        if getattr(self.decoders[key], "wants_layers", False):  # CrossMAE's feature fusion
+            extra["layers"] = layer_parts(enc, key, self.config.modalities[key]["decoder_layer"])
         return self.decoders[key](
             parts[key],
             enc_spec,
