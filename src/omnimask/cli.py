@@ -4,6 +4,7 @@ omnimask list                                  modalities, sources, masking, dec
 omnimask train RECIPE [--config F] [--resume] [key=value ...]   run recipes/RECIPE.py
 omnimask convert --from FORMAT SRC DST         convert a reference checkpoint (omnimask list names the formats)
 omnimask data [--root DIR] [--parts PART ...]  build (or locate) the embedded dataset
+omnimask eval CHECKPOINT [--data RECIPE] ...   kNN, probes, few-label fine-tuning, retrieval (docs/evaluation.md)
 omnimask COMMAND ...                           commands that modality packages add, e.g. audio-stats
 
 Exit codes (docs/cli.md): 0 done; 1 training stopped on a non-finite loss; 2 a usage or configuration
@@ -17,6 +18,7 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import importlib
 import os
 import runpy
 import sys
@@ -222,6 +224,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     export.add_argument("checkpoint", help="a checkpoint dir, or an output dir (its latest checkpoint)")
     export.add_argument("destination", help="folder for config.json + model.safetensors")
+    sub.add_parser(
+        "eval",
+        help="kNN, probes, few-label fine-tuning or retrieval of a checkpoint: omnimask eval CHECKPOINT [options] "
+        "(omnimask eval --help, docs/evaluation.md)",
+        add_help=False,
+    )
     commands = {}
     for name in COMMANDS.names():  # added by modality packages (audio-stats) and plugins
         command = commands[name] = COMMANDS.get(name)
@@ -229,7 +237,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     for action in sub.choices.values():  # `omnimask convert ... --debug` works too
         action.add_argument("--debug", action="store_true", default=argparse.SUPPRESS, help=_DEBUG_HELP)
     args, rest = parser.parse_known_args(argv)
-    if args.command != "train" and rest:
+    if args.command not in ("train", "eval") and rest:
         parser.error(f"unrecognized arguments: {' '.join(rest)}")
     debug = args.debug or debug_enabled()
     saved = os.environ.get("OMNIMASK_DEBUG")
@@ -270,6 +278,10 @@ def _run_command(args: argparse.Namespace, rest: list[str], commands: dict) -> i
         out = export_checkpoint(args.checkpoint, args.destination)
         print(f"wrote {out} (load it with from_pretrained or AutoModel)")
         return 0
+    if args.command == "eval":
+        # Imported by name, as `train` runs its recipe script: the runners use this module's exit
+        # codes (runners/common.py), so a static import of a runner here would be an import cycle.
+        return importlib.import_module("omnimask.runners.evaluate").main(rest)
     return commands[args.command].run(args)
 
 

@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from ..data.sources import SOURCES
-from ..evaluation import EvalConfig, compare_encoders, encode_dataset
+from ..evaluation import EvalConfig, compare_encoders, encode_dataset, format_report
 from ..model_config import OmniMaskConfig
 from ..models import OmniMaskForPreTraining, OmniMaskModel
 from ..registry import ConfigError, check_keys
@@ -148,25 +148,11 @@ class ReconstructionHook:
 
 
 def _print_report(report: dict[str, dict[str, Any]], cfg: EvalConfig, n_val: int) -> None:
-    k = cfg.labels_per_class
     print(
         f"\nHeld-out evaluation: top-1 % on {n_val} samples never seen in pretraining "
-        f"({k} labels per class: mean of {cfg.repeats} label subsets)"
+        f"({cfg.labels_per_class} labels per class: mean ± std over {cfg.repeats} label subsets)"
     )
-    cols = [
-        ("probe_few_mean", f"probe, {k}/class"),
-        ("finetune_mean", f"fine-tune, {k}/class"),
-        ("probe_all", "probe, all labels"),
-    ]
-    cols = [(key, title) for key, title in cols if any(key in r for r in report.values())]
-    print(f"  {'encoder':<24}" + "".join(f"{title:>22}" for _, title in cols))
-    for name, r in report.items():
-        print(f"  {name:<24}" + "".join(f"{r[key]:>21.1f}%" if key in r else f"{'-':>22}" for key, _ in cols))
-    names = list(report)
-    if len(names) == 2:
-        a, b = report[names[0]], report[names[1]]
-        gains = ", ".join(f"{title} {a[key] - b[key]:+.1f}" for key, title in cols if key in a and key in b)
-        print(f"  pretraining gain (points): {gains}")
+    print(format_report(report, cfg.labels_per_class, gain_label="pretraining gain (points)"))
 
 
 def _datasets(cfg: RecipeConfig, keys: list[str]) -> tuple[Any, Any, Any]:
@@ -273,8 +259,9 @@ def run(cfg: RecipeConfig, resume: bool | str = False) -> dict[str, Any]:
         )
     elif cfg.eval.enabled:
         key = keys[0]
-        train_eval = encode_dataset(build_dataset(config, cfg.data_configs, key, "train_eval"), key)
-        val = encode_dataset(picture_set, key)
+        limit = cfg.eval.max_samples
+        train_eval = encode_dataset(_limit(build_dataset(config, cfg.data_configs, key, "train_eval"), limit), key)
+        val = encode_dataset(_limit(picture_set, limit), key)
         # Re-seeding and building the encoder first reproduces the exact encoder pretraining started
         # from (OmniMaskForPreTraining builds its OmniMaskModel before anything else).
         torch.manual_seed(cfg.train.seed)
