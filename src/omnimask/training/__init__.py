@@ -17,6 +17,7 @@ from .loop import Mixing, TrainConfig, Trainer, TrainResult
 from .metrics import MetricsWriter
 from .mixing import MixedBatchSampler
 from .optim import OptimConfig, build_optimizer, param_groups, resolve_lr
+from .repeat import repeat_rows, repeat_seed
 from .sampler import ResumableSampler, SeededDataset, mix_seed
 from .schedule import apply_lr, lr_at
 from .signals import NonFiniteLossError, TrainingInterrupted
@@ -40,6 +41,8 @@ __all__ = [
     "ResumableSampler",
     "SeededDataset",
     "mix_seed",
+    "repeat_rows",
+    "repeat_seed",
     "save_checkpoint",
     "load_checkpoint",
     "load_model_weights",

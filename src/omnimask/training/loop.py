@@ -12,6 +12,9 @@ computes the same thing at any world size: 2 processes x batch 4 equal 1 process
 float summation order), and a checkpoint resumes exactly on another number of processes.
 ``rank`` draws each rank's masks for the whole batch from that rank's RNG stream (seeded by
 ``seed + rank``): different across ranks, exactly reproducible for one world size.
+
+``train.mask_repeats: k`` uses each loaded sample k times per step, each copy masked differently
+(:mod:`.repeat`); ``train.compile`` runs the step through :func:`torch.compile` (:mod:`.compiling`).
 """
 
 from __future__ import annotations
@@ -32,10 +35,12 @@ from torch.utils.data import IterableDataset
 from ..registry import ConfigError
 from ..run_config import to_dict
 from .checkpoint import capture_rng_state, load_checkpoint, save_checkpoint
+from .compiling import CompileTimer, compile_module
 from .distributed import all_gather_object, init_distributed, pick_device, to_device
 from .loaders import Feed, Mixing, mixed_feed, plain_feed, stream_feed
 from .metrics import Reporter
 from .optim import OptimConfig, build_optimizer, resolve_lr
+from .repeat import check_mask_repeats, repeat_rows
 from .sampler import mix_seed
 from .schedule import apply_lr, schedule_lr
 from .signals import (
@@ -101,6 +106,10 @@ class TrainConfig:
     # (each rank's RNG stream), auto (sample where the model draws masks per modality and sample;
     # rank for mixed runs and multimodal token budgets, whose masks couple a batch's modalities).
     mask_seeding: str = "auto"
+    # Use each loaded sample this many times per step, each copy with its own mask (see .repeat):
+    # loading and augmentation are paid once. samples/s and the lr count loaded samples.
+    mask_repeats: int = 1
+    compile: bool = False  # torch.compile the module the step runs (checkpoints keep plain names)
 
 
 @dataclass
@@ -117,6 +126,8 @@ class TrainResult:
     skipped: int = 0  # unreadable samples the dataset skipped (its "skipped" item field), whole run
     # Mixed runs: per source {"samples": seen over all ranks, "epochs": passes over it}, whole run.
     sources: dict[str, dict[str, float]] = field(default_factory=dict)
+    # train.compile: first step's time over the steady step time (the compiling), this call's steps.
+    compile_seconds: float | None = None
 
 
 def _seed_everything(seed: int) -> None:
@@ -179,6 +190,8 @@ class Trainer:
                 raise ValueError("train.masks_in_loader is not supported in a mixed run: masks are drawn in the model")
             dataset = self._loader_masks(dataset)
         self.mixing = mixing
+        self.mask_repeats = check_mask_repeats(train.mask_repeats, masks_in_loader=train.masks_in_loader,
+                                               supervised=getattr(model, "label_key", None) is not None)  # fmt: skip
         self.streaming = isinstance(dataset, IterableDataset)
         self.mask_keys = self._mask_keys(train.mask_seeding)
         self.feed = self._feed(dataset, collate_fn)
@@ -196,6 +209,10 @@ class Trainer:
                                           bf16=train.bf16, cpu_offload=train.cpu_offload,
                                           find_unused_parameters=mixing is not None)  # fmt: skip
         self.sharded = is_sharded(self.model)
+        # The module each step calls; self._net stays the (DDP) wrapper for gradient_sync, self.model
+        # the plain model for checkpoints.
+        self._step_net = compile_module(self._net) if train.compile else self._net
+        self._compile_timer: CompileTimer | None = None  # set by fit() with train.compile
         if param_groups is not None and self.sharded:  # FSDP replaced the parameters: the same groups, by name
             now = dict(self.model.named_parameters())
             param_groups = [{**g, "params": [now[names[id(p)]] for p in g["params"]]} for g in param_groups]
@@ -310,6 +327,7 @@ class Trainer:
                           device=self.device)  # fmt: skip
         self._net.train()
         self._stopping = None
+        self._compile_timer = CompileTimer() if cfg.compile else None
         t0 = time.perf_counter()
         try:
             with self._signals:
@@ -324,7 +342,9 @@ class Trainer:
                 "the dataset skipped %d unreadable sample(s) in this run (see the warnings above for their paths)",
                 self.skipped,
             )
+        timer = self._compile_timer
         return TrainResult(
+            compile_seconds=None if timer is None else timer.finish(),
             losses=losses,
             steps=self.step,
             epochs_done=self.epoch,
@@ -347,7 +367,10 @@ class Trainer:
                 for _ in range(self.step_in_epoch, self.steps_per_epoch):
                     if self.step >= self.total_steps:
                         break
+                    started = time.perf_counter()
                     out, loss, lr, norm = self._train_step(batches, report)
+                    if self._compile_timer is not None:
+                        self._compile_timer.add(time.perf_counter() - started)
                     losses.append(loss)
                     self.step += 1
                     self.step_in_epoch += 1
@@ -418,6 +441,7 @@ class Trainer:
             label_key = getattr(self.model, "label_key", None)  # supervised models (fine-tuning) take labels
             if label_key is not None:
                 extra["labels"] = to_device(batch[label_key], self.device)
+            inputs, extra = repeat_rows(inputs, extra, self.mask_repeats)  # train.mask_repeats: k rows per sample
             if "skipped" in batch:
                 skipped += torch.as_tensor(batch["skipped"]).sum().to(self.device, torch.float32)
             # Gradients are all-reduced only on the last micro-step of an accumulation cycle.
@@ -427,7 +451,7 @@ class Trainer:
                     torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=cfg.bf16),
                     report.flops.forward(inputs),
                 ):
-                    out = self._net(inputs, **extra)
+                    out = self._step_net(inputs, **extra)
                 (out.loss / accum).backward()
             total += out.loss.detach().float() / accum
             for name, value in out.losses.items():
