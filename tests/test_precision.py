@@ -109,3 +109,25 @@ def test_compile_works_with_activation_checkpointing(tmp_path):
     both = Trainer(model(), Images(), cfg(tmp_path / "both", activation_checkpointing=True, compile=True), OPTIM).fit()
     for a, b in zip(both.losses, plain.losses, strict=True):
         assert abs(a - b) <= 1e-4 * abs(b), (both.losses, plain.losses)
+
+
+def test_bf16_auto_is_fp32_on_the_cpu_and_settings_are_checked(tmp_path: Path) -> None:
+    """``train.bf16: auto`` (the default) resolves per device: off on the CPU; true/false force it;
+    anything else is refused naming the key."""
+    from omnimask.registry import ConfigError
+    from omnimask.run_config import from_dict
+    from omnimask.training.loop import resolve_bf16
+
+    assert TrainConfig().bf16 == "auto"
+    assert resolve_bf16("auto", torch.device("cpu")) is False
+    assert resolve_bf16(True, torch.device("cpu")) is True and resolve_bf16(False, torch.device("cpu")) is False
+    with pytest.raises(ConfigError, match=r"train\.bf16"):
+        resolve_bf16("yes", torch.device("cpu"))
+    with pytest.raises(ConfigError, match=r"train\.bf16"):
+        from_dict(TrainConfig, {"bf16": "always"}, "train")
+    assert from_dict(TrainConfig, {"bf16": "auto"}, "train").bf16 == "auto"
+    torch.manual_seed(0)
+    model = OmniMaskForPreTraining(load_recipe(TEST).model_config)
+    cfg = TrainConfig(epochs=1, batch_size=8, num_workers=0, output_dir=str(tmp_path), progress=False, log_every=0)
+    trainer = Trainer(model, Images(), cfg, OPTIM, distributed=False)
+    assert trainer.train_cfg.bf16 is False  # resolved for the CPU, and recorded so in checkpoints

@@ -133,6 +133,12 @@ def apply_overrides(cfg: dict[str, Any], overrides: list[str]) -> dict[str, Any]
 
 
 def _type_name(tp: Any) -> str:
+    """A readable name of an annotation: ``int``, ``bool | 'auto'``, ``float | None``."""
+    origin = typing.get_origin(tp)
+    if origin is Union or origin is types.UnionType:
+        return " | ".join("None" if a is type(None) else _type_name(a) for a in typing.get_args(tp))
+    if origin is Literal:
+        return " | ".join(repr(a) for a in typing.get_args(tp))
     return getattr(tp, "__name__", None) or str(tp).replace("typing.", "")
 
 

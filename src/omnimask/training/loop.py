@@ -19,13 +19,14 @@ float summation order), and a checkpoint resumes exactly on another number of pr
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import random
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import torch
@@ -76,7 +77,10 @@ class TrainConfig:
     max_steps: int | None = None  # optimizer steps; stops early (the schedule still follows epochs)
     batch_size: int = 64  # per process, per micro-step
     accum_steps: int = 1
-    bf16: bool = False
+    # bfloat16 autocast (fp32 master weights, gradients, optimizer state and loss): "auto" = on
+    # CUDA devices that support bf16, off on the CPU (measured slower there for the small embedded
+    # configs: benchmarks/bench_precision.py); true/false force it.
+    bf16: bool | Literal["auto"] = "auto"
     seed: int = 0
     num_workers: int = 2
     output_dir: str = "runs/default"
@@ -130,6 +134,15 @@ class TrainResult:
     compile_seconds: float | None = None
 
 
+def resolve_bf16(setting: bool | str, device: torch.device) -> bool:
+    """``train.bf16`` for ``device``: ``"auto"`` is bf16 on a CUDA device that supports it, fp32 elsewhere."""
+    if setting == "auto":
+        return device.type == "cuda" and torch.cuda.is_bf16_supported()
+    if not isinstance(setting, bool):
+        raise ConfigError(f"train.bf16 must be true, false or auto, got {setting!r}")
+    return setting
+
+
 def _seed_everything(seed: int) -> None:
     torch.manual_seed(seed)
     random.seed(seed)
@@ -180,6 +193,7 @@ class Trainer:
         check_strategy(train.strategy, mixed=mixing is not None, cpu_offload=train.cpu_offload)
         self.rank, self.world_size, self.local_rank = init_distributed() if distributed else (0, 1, 0)
         self.device = pick_device(train.device, self.local_rank)
+        train = self.train_cfg = dataclasses.replace(train, bf16=resolve_bf16(train.bf16, self.device))
         self.model = model.to(self.device)
         self.modalities = list(modalities if modalities is not None else getattr(model, "modalities", None) or [])
         if not self.modalities:
