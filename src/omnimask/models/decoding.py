@@ -19,19 +19,16 @@ from torch import Tensor
 from ..decoders.base import check_decode_ratio
 from ..masking import MaskSpec, uniform_noise, with_decode
 from ..registry import ConfigError
+from ..seeds import mix_seed
 
 __all__ = ["decode_noise", "decode_selection", "layer_parts"]
 
-_MASK64 = (1 << 64) - 1
 _DECODE_STREAM = 0x6465636F  # keeps the decode draw apart from the mask drawn from the same seed
 
 
 def _mixed_seed(seed: int) -> int:
-    """A well-mixed non-negative 63-bit seed from a sample's mask seed (splitmix64 of seed ^ stream)."""
-    x = ((int(seed) ^ _DECODE_STREAM) + 0x9E3779B97F4A7C15) & _MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return (x ^ (x >> 31)) >> 1
+    """The seed of a sample's decode draw: its mask seed mixed with the decode stream."""
+    return mix_seed(int(seed) ^ _DECODE_STREAM)
 
 
 def decode_noise(

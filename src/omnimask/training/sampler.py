@@ -18,27 +18,11 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset, Sampler
 
+from ..seeds import mix_seed
+
 __all__ = ["ResumableSampler", "SeededDataset", "mix_seed"]
 
-_MASK64 = (1 << 64) - 1
 _MASK_STREAM = 0x6D61736B  # keeps mask seeds apart from every other use of a sample's seed
-
-
-def _splitmix64(x: int) -> int:
-    # A well-mixed 64-bit bijection: neighbouring inputs give unrelated outputs, so the seeds of
-    # samples i and i+1 (or epochs e and e+1) do not produce correlated random streams.
-    x = (x + 0x9E3779B97F4A7C15) & _MASK64
-    x = ((x ^ (x >> 30)) * 0xBF58476D1CE4E5B9) & _MASK64
-    x = ((x ^ (x >> 27)) * 0x94D049BB133111EB) & _MASK64
-    return x ^ (x >> 31)
-
-
-def mix_seed(*parts: int) -> int:
-    """Deterministic non-negative 63-bit seed from integers (stable across runs and platforms)."""
-    h = 0
-    for p in parts:
-        h = _splitmix64(h ^ (int(p) & _MASK64))
-    return h >> 1  # keep it below 2**63 so every RNG API accepts it
 
 
 class ResumableSampler(Sampler[tuple[int, int]]):
