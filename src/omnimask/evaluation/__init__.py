@@ -13,7 +13,7 @@ from .classification import (
 )
 from .finetune_grid import DEFAULT_GRID_LRS, best_cell, finetune_grid
 from .knn import knn_accuracy, knn_predict
-from .protocol import REPORT_METRICS, compare_encoders
+from .protocol import REPORT_METRICS, compare_encoders, random_encoder
 from .report import format_report, report_gains
 from .retrieval import compare_retrieval, masked_token_accuracy, pooled_features, retrieval_recall
 from .stats import mean_std
@@ -25,6 +25,7 @@ __all__ = [
     "REPORT_METRICS",
     "best_cell",
     "compare_encoders",
+    "random_encoder",
     "encode_dataset",
     "extract_features",
     "few_label_subset",

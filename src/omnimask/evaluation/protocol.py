@@ -10,8 +10,10 @@ from __future__ import annotations
 
 from typing import Any
 
+import torch
 from torch import Tensor
 
+from ..model_config import OmniMaskConfig
 from ..models.encoder_model import OmniMaskModel
 from .classification import (
     EvalConfig,
@@ -24,7 +26,7 @@ from .classification import (
 from .knn import knn_accuracy
 from .stats import mean_std
 
-__all__ = ["compare_encoders", "REPORT_METRICS"]
+__all__ = ["compare_encoders", "random_encoder", "REPORT_METRICS"]
 
 #: The headline numbers of a report entry, in display order: ``(key, title)``; ``{k}`` is the
 #: number of labels per class. A few-label ``key`` has ``key[:-5] + "_std"`` beside it.
@@ -34,6 +36,13 @@ REPORT_METRICS = (
     ("probe_few_mean", "probe, {k}/class"),
     ("finetune_mean", "fine-tune, {k}/class"),
 )
+
+
+def random_encoder(config: OmniMaskConfig, seed: int) -> OmniMaskModel:
+    """The encoder a pretraining run with ``train.seed = seed`` started from (the pretraining model
+    builds its encoder first, right after the runner seeds torch): the random-init baseline."""
+    torch.manual_seed(seed)
+    return OmniMaskModel(config).eval()
 
 
 def _with_spread(entry: dict[str, Any], key: str, values: list[float]) -> None:

@@ -17,9 +17,15 @@ from .encoder_model import OmniMaskModel
 from .hub import CONFIG_NAME, read_config
 from .pretraining import OmniMaskForPreTraining
 
-__all__ = ["export_checkpoint"]
+__all__ = ["MODEL_CLASSES", "architecture", "export_checkpoint"]
 
-_CLASSES: dict[str, type[nn.Module]] = {c.__name__: c for c in (OmniMaskForPreTraining, OmniMaskModel)}
+#: The classes a checkpoint's ``config.json`` may name, by name.
+MODEL_CLASSES: dict[str, type[nn.Module]] = {c.__name__: c for c in (OmniMaskForPreTraining, OmniMaskModel)}
+
+
+def architecture(config: object) -> str:
+    """The model class a config names (``architectures[0]``); a config without one is a pretraining model's."""
+    return (getattr(config, "architectures", None) or ["OmniMaskForPreTraining"])[0]
 
 
 def export_checkpoint(checkpoint: str | Path, destination: str | Path) -> Path:
@@ -35,9 +41,9 @@ def export_checkpoint(checkpoint: str | Path, destination: str | Path) -> Path:
             f"{ckpt} has no {CONFIG_NAME}: only checkpoints of omnimask models (built from a config) can be exported"
         )
     config = read_config(ckpt)
-    name = (getattr(config, "architectures", None) or ["OmniMaskForPreTraining"])[0]
-    if name not in _CLASSES:
-        raise CheckpointError(f"{ckpt / CONFIG_NAME} names the class {name!r}; export knows {sorted(_CLASSES)}")
-    model = _CLASSES[name](config)
+    name = architecture(config)
+    if name not in MODEL_CLASSES:
+        raise CheckpointError(f"{ckpt / CONFIG_NAME} names the class {name!r}; export knows {sorted(MODEL_CLASSES)}")
+    model = MODEL_CLASSES[name](config)
     load_model_weights(model, ckpt)
     return model.save_pretrained(destination)  # type: ignore[operator]

@@ -38,10 +38,12 @@ from ..evaluation import (
     encode_dataset,
     finetune_grid,
     format_report,
+    random_encoder,
     report_gains,
 )
 from ..model_config import OmniMaskConfig
 from ..models import OmniMaskForPreTraining, OmniMaskModel
+from ..models.export import MODEL_CLASSES, architecture
 from ..models.hub import CONFIG_NAME, WEIGHTS_NAME, read_config
 from ..run_config import from_dict, load_yaml
 from ..training.checkpoint import STATE_FILE, CheckpointError, load_model_weights, resolve_checkpoint
@@ -54,7 +56,6 @@ __all__ = ["PROTOCOLS", "add_eval_arguments", "load_encoder", "resolve_data", "r
 log = logging.getLogger("omnimask.eval")
 
 PROTOCOLS = ("knn", "probe", "finetune", "retrieval")
-_CLASSES = {c.__name__: c for c in (OmniMaskForPreTraining, OmniMaskModel)}
 _RANDOM, _CKPT = "random init", "checkpoint"
 
 
@@ -80,11 +81,11 @@ def add_eval_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def _build(config: OmniMaskConfig, name: str, where: Path) -> torch.nn.Module:
-    if name not in _CLASSES:
+    if name not in MODEL_CLASSES:
         raise ValueError(
-            f"{where / CONFIG_NAME} names the class {name!r}: omnimask eval reads {sorted(_CLASSES)} checkpoints"
+            f"{where / CONFIG_NAME} names the class {name!r}: omnimask eval reads {sorted(MODEL_CLASSES)} checkpoints"
         )
-    return _CLASSES[name](config)
+    return MODEL_CLASSES[name](config)
 
 
 def load_encoder(path: str | Path) -> tuple[OmniMaskModel, str]:
@@ -103,8 +104,8 @@ def load_encoder(path: str | Path) -> tuple[OmniMaskModel, str]:
         raise ValueError(f"{p} is a file: give a checkpoint folder (or a recipe YAML with --random-init)")
     if (p / CONFIG_NAME).is_file() and not (p / STATE_FILE).is_file():
         config = read_config(p)
-        name = (getattr(config, "architectures", None) or ["OmniMaskForPreTraining"])[0]
-        if name not in _CLASSES:
+        name = architecture(config)
+        if name not in MODEL_CLASSES:
             _build(config, name, p)  # raises, naming the class
         if not (p / WEIGHTS_NAME).is_file():
             raise ValueError(f"{p} has {CONFIG_NAME} but no {WEIGHTS_NAME}: not a save_pretrained folder")
@@ -123,17 +124,10 @@ def load_encoder(path: str | Path) -> tuple[OmniMaskModel, str]:
     if not (ckpt / CONFIG_NAME).is_file():
         raise ValueError(f"{ckpt} has no {CONFIG_NAME}: not a checkpoint of an omnimask model")
     config = read_config(ckpt)
-    model = _build(config, (getattr(config, "architectures", None) or ["OmniMaskForPreTraining"])[0], ckpt)
+    model = _build(config, architecture(config), ckpt)
     load_model_weights(model, ckpt)
     encoder = model.omnimask if isinstance(model, OmniMaskForPreTraining) else model
     return encoder.eval(), "training checkpoint"
-
-
-def random_encoder(config: OmniMaskConfig, seed: int) -> OmniMaskModel:
-    """The encoder a pretraining run with ``train.seed = seed`` started from (the pretraining model
-    builds its encoder first, right after the runner seeds torch)."""
-    torch.manual_seed(seed)
-    return OmniMaskModel(config).eval()
 
 
 def _recipe_default(script: Path) -> Path | None:

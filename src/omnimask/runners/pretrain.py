@@ -29,7 +29,7 @@ from typing import Any
 import torch
 
 from ..data.sources import SOURCES
-from ..evaluation import EvalConfig, compare_encoders, encode_dataset, format_report
+from ..evaluation import EvalConfig, compare_encoders, encode_dataset, format_report, random_encoder
 from ..model_config import OmniMaskConfig
 from ..models import OmniMaskForPreTraining, OmniMaskModel
 from ..registry import ConfigError, check_keys
@@ -262,10 +262,7 @@ def run(cfg: RecipeConfig, resume: bool | str = False) -> dict[str, Any]:
         limit = cfg.eval.max_samples
         train_eval = encode_dataset(_limit(build_dataset(config, cfg.data_configs, key, "train_eval"), limit), key)
         val = encode_dataset(_limit(picture_set, limit), key)
-        # Re-seeding and building the encoder first reproduces the exact encoder pretraining started
-        # from (OmniMaskForPreTraining builds its OmniMaskModel before anything else).
-        torch.manual_seed(cfg.train.seed)
-        initial = OmniMaskModel(config)
+        initial = random_encoder(config, cfg.train.seed)  # the encoder pretraining started from
         encoders = {"pretrained (omnimask)": OmniMaskModel.from_pretrained(final), "random init": initial}
         report = compare_encoders(encoders, key, train_eval, val, cfg.eval, progress=cfg.train.progress)
         _print_report(report, cfg.eval, len(val[1]))
