@@ -79,7 +79,7 @@ from omnimask.evaluation import encode_dataset, knn_accuracy, logistic_probe_acc
 from omnimask.runners.common import build_dataset  # noqa: E402
 from omnimask.runners.pretrain import RecipeConfig, load_recipe  # noqa: E402
 from omnimask.training.loop import resolve_bf16  # noqa: E402
-from omnimask.training.optim import skips_decay  # noqa: E402
+from omnimask.training.optim import NO_DECAY_NAMES, param_groups  # noqa: E402
 from tta_report import write_docs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -203,18 +203,11 @@ def build_system(name: str, default: RecipeConfig) -> System:
 
 
 def optimizer_for(system: System) -> tuple[torch.optim.Optimizer, float]:
-    """AdamW with MAE's groups (no decay on 1-D parameters and tokens) at ``base_lr x batch / 256``."""
+    """AdamW with MAE's groups (no decay on 1-D parameters and tokens; transformers' table is
+    ``position_embeddings``) at ``base_lr x batch / 256``."""
     o = system.recipe.optim
-    decay, no_decay = [], []
-    for n, p in system.model.named_parameters():
-        if p.requires_grad:
-            (
-                no_decay
-                if skips_decay(n, p, ("cls_token", "mask_token", "pos_embed", "position_embeddings"))
-                else decay
-            ).append(p)
     lr = o.lr if o.lr is not None else o.base_lr * system.recipe.train.batch_size / 256
-    groups = [{"params": decay, "weight_decay": o.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
+    groups = param_groups(system.model, o.weight_decay, (*NO_DECAY_NAMES, "position_embeddings"))
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(o.betas)), lr
 
 
