@@ -193,6 +193,64 @@ def test_random_init_is_the_encoder_pretraining_started_from():
     assert all(torch.equal(started[k], again[k]) for k in started)
 
 
+class _Stop(Exception):
+    """Raised by a spy once it has seen the models a runner compares."""
+
+
+def _saved_model(config: OmniMaskConfig, path: Path, seed: int) -> None:
+    torch.manual_seed(seed)
+    OmniMaskForPreTraining(config).save_pretrained(path)
+
+
+def test_a_mixed_runs_per_source_baseline_is_the_encoder_it_started_from(tmp_path, monkeypatch):
+    """``from_pretrained`` draws from the global RNG: the baseline must be built before it."""
+    from omnimask.runners import pretrain
+
+    config = OmniMaskConfig(**json.loads(json.dumps(_tiny_encoder().config.to_dict())))
+    _saved_model(config, tmp_path / "final", seed=11)
+    seen = {}
+
+    def spy(encoders, *args, **kwargs):
+        seen.update(encoders)
+        raise _Stop
+
+    monkeypatch.setattr(pretrain, "source_keys", lambda src: ("image",))
+    monkeypatch.setattr(pretrain, "build_source", lambda *args: [])
+    monkeypatch.setattr(pretrain, "encode_dataset", lambda *args: (torch.zeros(0), torch.zeros(0)))
+    monkeypatch.setattr(pretrain, "compare_encoders", spy)
+    cfg = pretrain.RecipeConfig(model=config.to_dict(), data={})
+    cfg.train.seed = 3
+    with pytest.raises(_Stop):
+        pretrain._evaluate_source(
+            cfg, config, tmp_path / "final", pretrain.RunSource(name="digits", key="image", config=None)
+        )
+    torch.manual_seed(3)
+    started = OmniMaskForPreTraining(config).omnimask.state_dict()
+    initial = seen["random init"].state_dict()
+    assert all(torch.equal(started[k], initial[k]) for k in started)
+
+
+def test_a_paired_runs_baseline_is_the_model_it_started_from(tmp_path, monkeypatch):
+    from omnimask.runners import paired_eval
+
+    config = OmniMaskConfig(**load_yaml(VL_CFG)["model"])
+    _saved_model(config, tmp_path / "final", seed=11)
+    seen = {}
+
+    def spy(encoders, *args, **kwargs):
+        seen.update(encoders)
+        raise _Stop
+
+    monkeypatch.setattr(paired_eval, "compare_retrieval", spy)
+    items = [{"image": torch.zeros(1), "text": torch.zeros(1)}]
+    with pytest.raises(_Stop):
+        paired_eval.evaluate_pairs(config, tmp_path / "final", items, ("image", "text"), seed=3)
+    torch.manual_seed(3)
+    started = OmniMaskForPreTraining(config).omnimask.state_dict()
+    initial = seen["random init"].state_dict()
+    assert all(torch.equal(started[k], initial[k]) for k in started)
+
+
 # ---- omnimask eval -----------------------------------------------------------------------------
 
 

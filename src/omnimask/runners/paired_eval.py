@@ -52,9 +52,11 @@ def evaluate_pairs(
     """``{"pretrained (omnimask)": {...}, "random init": {...}}`` (see the module notes)."""
     a, b = keys
     xa, xb = _stack(val_items, a), _stack(val_items, b)
-    torch.manual_seed(seed)  # the model pretraining started from (built first under the run seed)
-    models = {"pretrained (omnimask)": OmniMaskForPreTraining.from_pretrained(final),
-              "random init": OmniMaskForPreTraining(config).eval()}  # fmt: skip
+    # The model pretraining started from (built first under the run seed), built before loading the
+    # pretrained one: from_pretrained draws from the global RNG too.
+    torch.manual_seed(seed)
+    initial = OmniMaskForPreTraining(config).eval()
+    models = {"pretrained (omnimask)": OmniMaskForPreTraining.from_pretrained(final), "random init": initial}
     labelled = train_items is not None and "label" in val_items[0] and "label" in train_items[0]
     if labelled:  # the probe's data, the same for both models
         tr = {k: _stack(train_items, k) for k in keys}  # type: ignore[arg-type]

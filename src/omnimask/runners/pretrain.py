@@ -347,8 +347,8 @@ def _evaluate_source(cfg: RecipeConfig, config: OmniMaskConfig, final: Path, src
     key = keys[0]
     train_eval = encode_dataset(_limit(build_source(config, src, "train_eval"), cfg.eval.max_samples), key)
     val = encode_dataset(_limit(build_source(config, src, "val"), cfg.eval.max_samples), key)
-    torch.manual_seed(cfg.train.seed)
-    encoders = {"pretrained (omnimask)": OmniMaskModel.from_pretrained(final), "random init": OmniMaskModel(config)}
+    initial = random_encoder(config, cfg.train.seed)  # before from_pretrained, which draws from the RNG
+    encoders = {"pretrained (omnimask)": OmniMaskModel.from_pretrained(final), "random init": initial}
     report = compare_encoders(encoders, key, train_eval, val, cfg.eval, progress=cfg.train.progress)
     _print_report(report, cfg.eval, len(val[1]))
     return report
