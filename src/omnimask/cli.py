@@ -18,7 +18,6 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import importlib
 import os
 import runpy
 import sys
@@ -39,89 +38,17 @@ __all__ = [
     "EXIT_IO",
 ]
 
-EXIT_OK = 0
-EXIT_NON_FINITE = 1  # training stopped on a non-finite loss (the last good checkpoint is kept)
-EXIT_USAGE = 2  # bad arguments or configuration: unknown key/name, a path that does not exist
-EXIT_DATA = 3  # an input that exists but cannot be read (sample files, a source checkpoint to convert)
-EXIT_IO = 4  # a checkpoint or output that cannot be written or read (disk full, damaged checkpoint)
-
-
-def debug_enabled() -> bool:
-    """``OMNIMASK_DEBUG`` is set to something other than ``0``/``false``/``no``: raise, show tracebacks."""
-    return os.environ.get("OMNIMASK_DEBUG", "").strip().lower() not in ("", "0", "false", "no")
-
-
-def exit_code(err: BaseException) -> int | None:
-    """The documented exit status for a user-facing error, or None for a bug (let it raise)."""
-    from .convert import SourceReadError
-    from .data.errors import DataReadError
-    from .training import CheckpointError, NonFiniteLossError
-
-    if isinstance(err, NonFiniteLossError):
-        return EXIT_NON_FINITE
-    if isinstance(err, (DataReadError, SourceReadError)):
-        return EXIT_DATA
-    if isinstance(err, CheckpointError):
-        return EXIT_IO
-    if isinstance(err, (ValueError, KeyError, FileNotFoundError, NotADirectoryError)):  # ConfigError too
-        return EXIT_USAGE
-    if isinstance(err, OSError):  # disk full, permissions, read-only file system
-        return EXIT_IO
-    return None
-
-
-def error_line(err: BaseException) -> str:
-    """``err``'s message on one line (a KeyError's without the quotes ``str`` adds)."""
-    text = err.args[0] if isinstance(err, KeyError) and len(err.args) == 1 else str(err)
-    text = " ".join(line.strip() for line in str(text).splitlines() if line.strip())
-    return text or type(err).__name__
-
-
-def recipes_dir() -> Path:
-    """Where the recipe scripts live: ``$OMNIMASK_RECIPES``, else the copy packaged in the wheel
-    (``omnimask/_recipes/``), else the source checkout's ``recipes/`` (an editable install).
-
-    In a checkout ``src/omnimask/_recipes`` is a symlink to ``recipes/`` (that is how the build packages it,
-    see pyproject.toml); resolving it keeps the paths ``omnimask list`` prints the repository's own.
-    """
-    env = os.environ.get("OMNIMASK_RECIPES")
-    if env:
-        return Path(env)
-    here = Path(__file__).resolve()
-    for candidate in (here.parent / "_recipes", here.parents[2] / "recipes"):
-        if candidate.is_dir():
-            return candidate.resolve()
-    raise FileNotFoundError(
-        "cannot find the recipes folder; set OMNIMASK_RECIPES to the repository's recipes/ directory"
-    )
-
-
-def list_recipes() -> dict[str, list[str]]:
-    """``{recipe name: [config paths relative to recipes/]}``.
-
-    A script's configs are the YAML files in the folder of its ``DEFAULT_CONFIG``
-    (``configs/<modality>/``); fine-tuning configs (those with a ``finetune`` section) belong to
-    ``finetune`` wherever they sit.
-    """
-    import re
-
-    from .run_config import load_yaml
-
-    root = recipes_dir()
-    configs = sorted((root / "configs").rglob("*.yaml"))
-    finetune = {p for p in configs if "finetune" in (load_yaml(p) or {})}
-    out: dict[str, list[str]] = {}
-    for script in sorted(root.glob("*.py")):
-        if script.name.startswith("_"):
-            continue
-        if script.stem == "finetune":
-            mine = finetune
-        else:
-            m = re.search(r'"configs"\s*/\s*"([\w-]+)"', script.read_text(encoding="utf-8"))
-            folder = root / "configs" / (m.group(1) if m else script.stem.split("_")[0])
-            mine = {p for p in configs if p.parent == folder} - finetune
-        out[script.stem] = sorted(str(p.relative_to(root)) for p in mine)
-    return out
+from .exits import (
+    EXIT_DATA,
+    EXIT_IO,
+    EXIT_NON_FINITE,
+    EXIT_OK,
+    EXIT_USAGE,
+    debug_enabled,
+    error_line,
+    exit_code,
+)
+from .recipe_index import list_recipes, recipes_dir
 
 
 def _cmd_list(_: argparse.Namespace) -> int:
@@ -279,9 +206,9 @@ def _run_command(args: argparse.Namespace, rest: list[str], commands: dict) -> i
         print(f"wrote {out} (load it with from_pretrained or AutoModel)")
         return 0
     if args.command == "eval":
-        # Imported by name, as `train` runs its recipe script: the runners use this module's exit
-        # codes (runners/common.py), so a static import of a runner here would be an import cycle.
-        return importlib.import_module("omnimask.runners.evaluate").main(rest)
+        from .runners.evaluate import main as eval_main
+
+        return eval_main(rest)
     return commands[args.command].run(args)
 
 

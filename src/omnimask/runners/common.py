@@ -10,12 +10,13 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..cli import EXIT_NON_FINITE, debug_enabled, error_line, exit_code, recipes_dir
 from ..data.errors import DataReadError
 from ..data.sources import SOURCES
 from ..data.wrappers import RenamedKeys
+from ..exits import EXIT_NON_FINITE, debug_enabled, error_line, exit_code
 from ..modalities import MODALITIES
 from ..model_config import OmniMaskConfig
+from ..recipe_index import recipes_dir
 from ..registry import ConfigError, check_keys
 from ..run_config import from_dict
 from ..training import NonFiniteLossError, cleanup
@@ -81,7 +82,7 @@ def runner_main(
     """Parse ``[--config F] [--resume] [--resume-from DIR] [key=value ...]`` and call
     ``run(config path, overrides, resume)``.
 
-    Exit codes (:func:`omnimask.cli.exit_code`, docs/cli.md): 0 done; 1 training stopped on a
+    Exit codes (:func:`omnimask.exits.exit_code`, docs/cli.md): 0 done; 1 training stopped on a
     non-finite loss; 2 a configuration error; 3 a data error (an unreadable sample file); 4 a
     checkpoint or output that cannot be written or read (disk full). Each prints one line naming the
     key, file or step; ``OMNIMASK_DEBUG=1`` (``omnimask --debug``) raises with the traceback instead.

@@ -27,7 +27,6 @@ from typing import Any
 
 import torch
 
-from ..cli import list_recipes, recipes_dir
 from ..data.sources import SOURCES
 from ..evaluation import (
     DEFAULT_GRID_LRS,
@@ -45,6 +44,7 @@ from ..model_config import OmniMaskConfig
 from ..models import OmniMaskForPreTraining, OmniMaskModel
 from ..models.export import MODEL_CLASSES, architecture
 from ..models.hub import CONFIG_NAME, WEIGHTS_NAME, read_config
+from ..recipe_index import list_recipes, recipes_dir
 from ..run_config import from_dict, load_yaml
 from ..training.checkpoint import STATE_FILE, CheckpointError, load_model_weights, resolve_checkpoint
 from .common import build_dataset, data_configs, find_config
@@ -328,9 +328,3 @@ def main(argv: list[str] | None = None) -> int:
     )
     run_eval(args)
     return 0
-
-
-if __name__ == "__main__":
-    from ..cli import main as cli_main
-
-    sys.exit(cli_main(["eval", *sys.argv[1:]]))
