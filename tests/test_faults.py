@@ -145,6 +145,30 @@ def test_sigint_in_process_stops_with_130_and_restores_the_handlers(tmp_path):
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
+def test_the_third_signal_runs_the_previous_handler_at_once():
+    """Called where the signal arrived, not re-sent: a re-sent SIGINT can be handled later inside a
+    finaliser, where its KeyboardInterrupt would be swallowed."""
+    from omnimask.training.signals import StopSignals
+
+    seen = []
+    before = signal.signal(signal.SIGTERM, lambda signum, frame: seen.append(signum))
+    try:
+        with StopSignals() as stop:
+            for _ in range(2):
+                stop._handle(signal.SIGTERM, None)
+            assert stop.requested == signal.SIGTERM and seen == []
+            stop._handle(signal.SIGTERM, None)
+            assert seen == [signal.SIGTERM]  # synchronously, and the handler is the caller's again
+            assert signal.getsignal(signal.SIGTERM) is not stop._handle
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        with StopSignals() as stop:
+            for _ in range(3):
+                stop._handle(signal.SIGTERM, None)  # ignored before the run: still ignored, no exit
+        assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN
+    finally:
+        signal.signal(signal.SIGTERM, before)
+
+
 def test_runner_exits_with_the_signal_status(tmp_path):
     config = tmp_path / "r.yaml"
     config.write_text("{}\n")

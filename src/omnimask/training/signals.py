@@ -116,8 +116,12 @@ class StopSignals:
             )
         elif self.received >= 3:
             logger.warning("%s received a third time: not waiting for the checkpoint", signal.Signals(signum).name)
+            previous = self._previous.get(signum)
             self._restore()
-            signal.raise_signal(signum)
+            if callable(previous):  # Python's own (KeyboardInterrupt) or the caller's: raised right here
+                previous(signum, frame)
+            elif previous != signal.SIG_IGN:  # the default action (the process ends)
+                signal.raise_signal(signum)
 
 
 #: How long a loader worker outlives a stop signal: its rank may still need this step's batches.
