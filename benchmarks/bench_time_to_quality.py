@@ -43,6 +43,13 @@ Usage (from the repository root)::
 
     PYTHONPATH=src python benchmarks/bench_time_to_quality.py                      # the full series
     PYTHONPATH=src python benchmarks/bench_time_to_quality.py --budgets 5,10 --systems omnimask,transformers
+    PYTHONPATH=src python benchmarks/bench_time_to_quality.py --seeds 1,2,3   # the series per seed, averaged
+    PYTHONPATH=src python benchmarks/bench_time_to_quality.py --combine s1.json s2.json s3.json
+
+With several seeds (each seeds the models' init, the data order and augmentation, and the masks)
+every budget's accuracy is the mean over seeds with its sample std; the target and the times to
+it are read from the mean curves. ``--combine`` averages one-seed JSONs of one series (the same
+systems and budgets, run by separate processes, e.g. one seed per machine) without training.
 
 Writes ``--out`` (JSON), ``docs/figures/time_to_quality.svg`` and the table between the markers in
 ``docs/benchmarks.md`` (``--no-docs`` to skip the two docs files).
@@ -80,7 +87,7 @@ from omnimask.runners.common import build_dataset  # noqa: E402
 from omnimask.runners.pretrain import RecipeConfig, load_recipe  # noqa: E402
 from omnimask.training.loop import resolve_bf16  # noqa: E402
 from omnimask.training.optim import NO_DECAY_NAMES, param_groups  # noqa: E402
-from tta_report import write_docs  # noqa: E402
+from tta_report import combine, write_docs  # noqa: E402
 
 ROOT = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = ROOT / "recipes/configs/image/mae_vit_tiny_digits.yaml"
@@ -391,7 +398,7 @@ def summarise(results: dict[str, dict[str, Any]], prefix: str, metric: str) -> d
     return out
 
 
-def main(argv: list[str] | None = None) -> int:
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--budgets", default="20,40,80,160", help="wall-clock budgets in seconds, comma separated")
     ap.add_argument("--systems", default=",".join(SYSTEMS))
@@ -404,17 +411,27 @@ def main(argv: list[str] | None = None) -> int:
         choices=("sequential", "interleaved"),
         help="train the systems one after the other (each alone, as in use) or in turns step by step",
     )
-    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--seeds", default="0", help="comma separated: the whole series once per seed, then averaged")
     ap.add_argument("--max-eval", type=int, default=None, help="at most this many training samples for the kNN/probe")
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/time_to_quality.json"))
     ap.add_argument(
         "--merge",
         default=None,
-        help="a previous JSON of this script: its systems not run now join the report (sequential order only)",
+        help="a previous JSON of this script: its systems not run now join the report (sequential order, one seed)",
+    )
+    ap.add_argument(
+        "--combine",
+        nargs="+",
+        default=None,
+        metavar="JSON",
+        help="train nothing: average these one-seed results of one series (same systems and budgets) into --out",
     )
     ap.add_argument("--no-docs", action="store_true", help="do not rewrite docs/benchmarks.md and the figure")
-    args = ap.parse_args(argv)
-    torch.set_num_threads(args.threads)
+    return ap.parse_args(argv)
+
+
+def measure(args: argparse.Namespace, seed: int) -> dict[str, Any]:
+    """One series (every system, every budget) under ``seed``: the report of one seed."""
     budgets = sorted(float(b) for b in args.budgets.split(","))
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
     default = load_recipe(DEFAULT_CONFIG)
@@ -427,18 +444,16 @@ def main(argv: list[str] | None = None) -> int:
         "val": encode_dataset(build_dataset(config, default.data_configs, "image", "val"), "image"),
     }
     peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
-    print(f"matmul peak: fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s")
+    print(f"seed {seed}; matmul peak: fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s")
     systems = []
     for name in names:
-        torch.manual_seed(args.seed)
+        torch.manual_seed(seed)
         systems.append(build_system(name, default))
         print(f"{name}: {systems[-1].notes}", flush=True)
     if args.order == "interleaved":
-        results = train_interleaved(systems, train_set, data, budgets, args.seed)
+        results = train_interleaved(systems, train_set, data, budgets, seed)
     else:  # one after the other, as each would train alone
-        results = {
-            k: v for s in systems for k, v in train_interleaved([s], train_set, data, budgets, args.seed).items()
-        }
+        results = {k: v for s in systems for k, v in train_interleaved([s], train_set, data, budgets, seed).items()}
     merged = []
     if args.merge:
         old = json.loads(Path(args.merge).read_text())
@@ -451,11 +466,11 @@ def main(argv: list[str] | None = None) -> int:
         results = {n: results[n] for n in SYSTEMS if n in results}
     for system in systems:
         r = results[system.name]
-        flops = step_flops(system, next(batches(train_set, system.recipe.train.batch_size, args.seed)))
+        flops = step_flops(system, next(batches(train_set, system.recipe.train.batch_size, seed)))
         peak = peaks["bf16" if system.bf16 else "fp32"]
         r.update(notes=system.notes, bf16=system.bf16, repeats=system.repeats, compile=system.compile,
                  flops_per_step=flops, mfu=flops / r["steady_step_s"] / peak)  # fmt: skip
-    report = {
+    return {
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": {"platform": platform.platform(), "processor": platform.processor(), "threads": args.threads},
         "versions": {
@@ -463,6 +478,7 @@ def main(argv: list[str] | None = None) -> int:
             "transformers": transformers.__version__,
             "omnimask": omnimask.__version__,
         },
+        "seed": seed,
         "budgets_s": budgets,
         "eval": {
             "train_samples": len(data["train"][1]),
@@ -472,14 +488,27 @@ def main(argv: list[str] | None = None) -> int:
         },
         "matmul_peak_flops": peaks,
         "results": results,
-        "summary": {
-            m: summarise(results, args.reference, m)
-            for m in ("knn", "probe")
-            if any(n.startswith(args.reference) for n in results)
-        },
         "headline_metric": args.metric,
         "order": args.order,
         "merged": {"from": args.merge, "systems": merged} if merged else None,
+    }
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    torch.set_num_threads(args.threads)
+    if args.combine:
+        reports = [json.loads(Path(f).read_text()) for f in args.combine]
+    else:
+        seeds = [int(s) for s in args.seeds.split(",")]
+        if args.merge and len(seeds) > 1:
+            raise SystemExit("--merge joins one-seed runs only")
+        reports = [measure(args, seed) for seed in seeds]
+    report = combine(reports) if len(reports) > 1 else reports[0]
+    report["summary"] = {
+        m: summarise(report["results"], args.reference, m)
+        for m in ("knn", "probe")
+        if any(n.startswith(args.reference) for n in report["results"])
     }
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(report, indent=2))

@@ -3,6 +3,7 @@ library needed: the figure is a few dozen SVG elements)."""
 
 from __future__ import annotations
 
+import statistics
 from pathlib import Path
 from typing import Any
 
@@ -14,25 +15,74 @@ def _fmt(v: float | None, spec: str = ".0f", none: str = "not reached") -> str:
     return none if v is None else format(v, spec)
 
 
+def _acc(point: dict[str, Any], metric: str) -> str:
+    """``85.0``, or ``85.0 ± 1.2`` for a point averaged over seeds (sample std)."""
+    std = point.get(f"{metric}_std")
+    return f"{point[metric]:.1f}" + (f" ± {std:.1f}" if std is not None else "")
+
+
+def _best(points: list[dict[str, Any]], metric: str) -> dict[str, Any]:
+    return max(points, key=lambda p: p[metric])
+
+
+def _mean_std(values: list[float]) -> tuple[float, float]:
+    return statistics.fmean(values), (statistics.stdev(values) if len(values) > 1 else 0.0)
+
+
+def combine(reports: list[dict[str, Any]]) -> dict[str, Any]:
+    """One report from runs of the same systems and budgets under different seeds: every budget's
+    point is the mean over seeds (``knn_std``/``probe_std`` the sample std, ``knn_seeds`` the values),
+    throughput and MFU are means; ``per_seed`` keeps each run. The caller recomputes the summary on
+    the mean curves."""
+    first = reports[0]
+    for r in reports[1:]:
+        if r["budgets_s"] != first["budgets_s"] or list(r["results"]) != list(first["results"]):
+            raise ValueError("combine: runs differ in budgets or systems; pass runs of one series")
+    results: dict[str, Any] = {}
+    for name, head in first["results"].items():
+        runs = [r["results"][name] for r in reports]
+        points = []
+        for i in range(len(head["points"])):
+            at = [run["points"][i] for run in runs]
+            point: dict[str, Any] = {k: statistics.fmean(p[k] for p in at) for k in ("seconds", "steps", "samples")}
+            for m in ("knn", "probe"):
+                point[m], point[f"{m}_std"] = _mean_std([p[m] for p in at])
+                point[f"{m}_seeds"] = [p[m] for p in at]
+            points.append(point)
+        mean = {
+            k: statistics.fmean(run[k] for run in runs)
+            for k in ("steps_per_s", "samples_per_s", "mfu", "steady_step_s")
+        }
+        results[name] = {**head, **mean, "points": points}
+    return {
+        **first,
+        "results": results,
+        "seeds": [r.get("seed") for r in reports],
+        "per_seed": reports,
+        "date": max(r["date"] for r in reports),
+    }
+
+
 def markdown(report: dict[str, Any], figure: str) -> str:
     metric = report["headline_metric"]
     res, summ = report["results"], report["summary"].get(metric)
     summ_p = report["summary"].get("probe")
     budgets = ", ".join(f"{b:g}" for b in report["budgets_s"])
     ev = report["eval"]
+    seeds = report.get("seeds")
     lines = [
         f"Measured {report['date']} ({report['machine']['processor'] or report['machine']['platform']}, "
         f"{report['machine']['threads']} threads; torch {report['versions']['torch']}, transformers "
         f"{report['versions']['transformers']}), budgets {budgets} s of training per system, evaluated on "
         f"{ev['val_samples']} held-out digits against {ev['train_samples']} training digits "
-        f"(`benchmarks/results/time_to_quality.json`).",
+        f"(`benchmarks/results/time_to_quality.json`)"
+        + (f"; mean ± sample std over seeds {', '.join(map(str, seeds))}." if seeds else "; one seed."),
         "",
         "| system | what | steps/s | samples/s | MFU | best kNN | best probe | s to kNN target | s to probe target |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
     for name, r in res.items():
-        best_k = max(p["knn"] for p in r["points"])
-        best_p = max(p["probe"] for p in r["points"])
+        best_k, best_p = _acc(_best(r["points"], "knn"), "knn"), _acc(_best(r["points"], "probe"), "probe")
         t = summ["systems"][name]["seconds_to_target"] if summ else None
         tp = summ_p["systems"][name]["seconds_to_target"] if summ_p else None
         what = r["notes"] + (", bf16" if r["bf16"] else "") + (", compiled" if r["compile"] else "")
@@ -40,7 +90,7 @@ def markdown(report: dict[str, Any], figure: str) -> str:
             what += f", {r['repeats']} masks per sample"
         lines.append(
             f"| {name} | {what} | {r['steps_per_s']:.2f} | {r['samples_per_s']:.0f} | "
-            f"{100 * r['mfu']:.1f} % | {best_k:.1f} | {best_p:.1f} | {_fmt(t)} | {_fmt(tp)} |"
+            f"{100 * r['mfu']:.1f} % | {best_k} | {best_p} | {_fmt(t)} | {_fmt(tp)} |"
         )
     for m, sm in (
         (metric, summ),
@@ -59,7 +109,7 @@ def markdown(report: dict[str, Any], figure: str) -> str:
     lines.append("| system | " + " | ".join(f"{p['seconds']:.0f} s" for p in next(iter(res.values()))["points"]) + " |")
     lines.append("|---|" + "---|" * len(next(iter(res.values()))["points"]))
     for name, r in res.items():
-        lines.append(f"| {name} | " + " | ".join(f"{p['knn']:.1f} / {p['probe']:.1f}" for p in r["points"]) + " |")
+        lines.append(f"| {name} | " + " | ".join(f"{_acc(p, 'knn')} / {_acc(p, 'probe')}" for p in r["points"]) + " |")
     lines += ["", f"![{metric} accuracy against training wall-clock]({figure})"]
     return "\n".join(lines)
 

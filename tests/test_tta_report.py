@@ -1,0 +1,82 @@
+"""benchmarks/tta_report.py: averaging the time-to-quality series over seeds, and its table."""
+
+from __future__ import annotations
+
+import copy
+import importlib.util
+import statistics
+import sys
+from pathlib import Path
+from types import ModuleType
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _load_script() -> ModuleType:
+    spec = importlib.util.spec_from_file_location("tta_report", REPO / "benchmarks" / "tta_report.py")
+    script = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = script
+    spec.loader.exec_module(script)  # type: ignore[union-attr]
+    return script
+
+
+tta = _load_script()
+
+
+def _report(seed: int, knn: list[float], probe: list[float], steps_per_s: float) -> dict:
+    points = [
+        {"seconds": 10.0 * i + 0.1 * seed, "steps": 5 * i, "samples": 40 * i, "knn": k, "probe": p}
+        for i, (k, p) in enumerate(zip(knn, probe))
+    ]
+    result = {
+        "points": points,
+        "steps_per_s": steps_per_s,
+        "samples_per_s": 8 * steps_per_s,
+        "mfu": 0.5,
+        "steady_step_s": 1 / steps_per_s,
+        "notes": "a system",
+        "bf16": False,
+        "repeats": 1,
+        "compile": False,
+    }
+    return {
+        "date": f"2026-12-0{seed}T00:00:00+00:00",
+        "machine": {"platform": "p", "processor": "cpu", "threads": 2},
+        "versions": {"torch": "t", "transformers": "x"},
+        "seed": seed,
+        "budgets_s": [10.0, 20.0],
+        "eval": {"train_samples": 100, "val_samples": 50},
+        "results": {"a": result, "b": copy.deepcopy(result)},
+        "headline_metric": "knn",
+    }
+
+
+def test_combine_takes_every_budgets_mean_and_sample_std_over_seeds():
+    runs = [_report(1, [10, 20, 30], [50, 60, 70], 2.0), _report(2, [12, 26, 30], [52, 60, 80], 4.0)]
+    out = tta.combine(runs)
+    assert out["seeds"] == [1, 2] and out["per_seed"] == runs and out["date"] == runs[1]["date"]
+    point = out["results"]["a"]["points"][1]
+    assert point["knn"] == 23 and point["knn_seeds"] == [20, 26]
+    assert point["knn_std"] == pytest.approx(statistics.stdev([20, 26]))
+    assert point["probe"] == 60 and point["probe_std"] == 0
+    assert point["seconds"] == pytest.approx(10.15) and point["steps"] == 5
+    assert out["results"]["a"]["steps_per_s"] == 3.0 and out["results"]["b"]["notes"] == "a system"
+    assert runs[0]["results"]["a"]["points"][1]["knn"] == 20  # the inputs are left as they were
+
+
+def test_combine_refuses_runs_of_different_series():
+    other = _report(2, [1, 2, 3], [1, 2, 3], 1.0)
+    other["budgets_s"] = [10.0, 40.0]
+    with pytest.raises(ValueError, match="budgets or systems"):
+        tta.combine([_report(1, [1, 2, 3], [1, 2, 3], 1.0), other])
+
+
+def test_the_table_shows_spreads_for_averaged_runs_and_none_for_one_seed():
+    runs = [_report(1, [10, 20, 30], [50, 60, 70], 2.0), _report(2, [12, 26, 30], [52, 60, 80], 4.0)]
+    for report, spread in ((tta.combine(runs), True), (runs[0], False)):
+        report = {**report, "summary": {}}
+        text = tta.markdown(report, "figure.svg")
+        assert ("30.0 ± 0.0" in text and "75.0 ± 7.1" in text) is spread
+        assert ("seeds 1, 2" in text) is spread and ("one seed" in text) is not spread
