@@ -74,6 +74,24 @@ def test_seeded_encoder_equals_the_pretraining_models_initial_encoder():
         assert torch.equal(v, pre.omnimask.state_dict()[k]), k
 
 
+def test_qkv_init_split_draws_q_k_and_v_as_their_own_xavier_blocks():
+    dim = 64
+    bound = {"fused": (6 / (dim + 3 * dim)) ** 0.5, "split": (6 / (dim + dim)) ** 0.5}
+    for mode in ("fused", "split"):
+        cfg = tiny_config_dict()
+        cfg["encoder"] = {**cfg["encoder"], "dim": dim, "num_heads": 4, "qkv_init": mode}
+        torch.manual_seed(0)
+        model = OmniMaskModel(OmniMaskConfig(**cfg))
+        for blk in model.encoder.blocks:
+            for w in blk.attn.qkv.weight.detach().chunk(3):
+                assert w.abs().max() <= bound[mode]
+                # 4096 uniform draws: the largest is within 0.5 % of the bound (fails with p ~ 1e-9)
+                assert w.abs().max() > 0.995 * bound[mode]
+            assert torch.equal(blk.attn.qkv.bias, torch.zeros(3 * dim))
+    with pytest.raises(ValueError, match="encoder.qkv_init must be 'fused' or 'split', got 'jax'"):
+        OmniMaskConfig(**{**tiny_config_dict(), "encoder": {"qkv_init": "jax"}})
+
+
 def test_two_modalities_share_one_encoder():
     cfg = OmniMaskConfig(
         encoder={"dim": 32, "depth": 2, "num_heads": 2},

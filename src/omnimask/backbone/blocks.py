@@ -125,6 +125,14 @@ def init_vit_weights(module: nn.Module) -> None:
         nn.init.zeros_(module.bias)
 
 
+def init_qkv_split(module: nn.Module) -> None:
+    """Each of q, k and v of a fused :class:`Attention` projection as its own (dim, dim)
+    xavier-uniform block (JAX ViT's separate projections); biases are left as they are."""
+    if isinstance(module, Attention):
+        for block in module.qkv.weight.data.chunk(3, dim=0):
+            nn.init.xavier_uniform_(block)
+
+
 def key_padding_to_attn_mask(valid: Tensor | None) -> Tensor | None:
     """(B, N) bool, True = real token -> (B, 1, 1, N) mask for SDPA (None passes through).
 

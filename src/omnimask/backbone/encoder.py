@@ -46,6 +46,11 @@ class EncoderConfig:
     #: The shared blocks keep one LayerNorm pair for the joint pass and one per modality for that
     #: modality alone, plus a final norm per modality (CAV-MAE's three passes).
     modality_norms: bool = False
+    #: How the fused q/k/v projection is initialised. ``fused``: one xavier-uniform over the
+    #: (3 dim, dim) matrix, as MAE's code does (timm's fused ``qkv`` under its ``_init_weights``).
+    #: ``split``: q, k and v each as its own (dim, dim) xavier block, as JAX ViT initialises its
+    #: separate projections (and transformers' ViT layers under MAE's init): a sqrt(2) wider range.
+    qkv_init: str = "fused"
 
     @classmethod
     def from_dict(cls, d: dict, where: str = "encoder") -> EncoderConfig:
@@ -61,6 +66,8 @@ class EncoderConfig:
             raise ValueError(
                 f"{where}.modality_specific_depth must be in [0, depth={cfg.depth}], got {cfg.modality_specific_depth}"
             )
+        if cfg.qkv_init not in ("fused", "split"):
+            raise ValueError(f"{where}.qkv_init must be 'fused' or 'split', got {cfg.qkv_init!r}")
         if not isinstance(cfg.modality_norms, bool):
             raise ValueError(f"{where}.modality_norms must be true or false, got {cfg.modality_norms!r}")
         return cfg

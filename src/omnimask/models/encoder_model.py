@@ -9,7 +9,7 @@ from typing import Any
 import torch
 from torch import Tensor, nn
 
-from ..backbone.blocks import init_vit_weights
+from ..backbone.blocks import init_qkv_split, init_vit_weights
 from ..backbone.encoder import TransformerEncoder
 from ..masking.base import gather_tokens, spec_from_mask
 from ..modalities import MODALITIES, TokenizedInput
@@ -54,6 +54,8 @@ class OmniMaskModel(HubMixin, nn.Module):
         if stray:
             raise ValueError(f"encoder.modality_specific names {stray}; the model has {self.modalities}")
         self.encoder.apply(init_vit_weights)
+        if enc.qkv_init == "split":
+            self.encoder.apply(init_qkv_split)
         if self.cls_token is not None:
             nn.init.normal_(self.cls_token, std=0.02)
         if self.cls_pos is not None:
