@@ -194,7 +194,9 @@ def hf_system(name: str, recipe: RecipeConfig, small_decoder: bool, mae_init: bo
     return System(name, model, loss, features, recipe, notes=notes)
 
 
-def build_system(name: str, default: RecipeConfig) -> System:
+def build_system(name: str, default: RecipeConfig, configs: dict[str, Path] | None = None) -> System:
+    if configs and name in configs:  # --config NAME=YAML: an omnimask system from any image recipe
+        return omnimask_system(name, configs[name])
     if name == "omnimask":
         return omnimask_system(name, DEFAULT_CONFIG)
     if name == "omnimask-fast":
@@ -402,6 +404,14 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--budgets", default="20,40,80,160", help="wall-clock budgets in seconds, comma separated")
     ap.add_argument("--systems", default=",".join(SYSTEMS))
+    ap.add_argument(
+        "--config",
+        action="append",
+        default=[],
+        metavar="NAME=YAML",
+        help="also run an omnimask system NAME from this image recipe (repeatable; a name of --systems "
+        "takes this config instead of its own)",
+    )
     ap.add_argument("--reference", default="transformers", help="target: the best accuracy of the systems named so*")
     ap.add_argument("--metric", default="knn", choices=("knn", "probe"))
     ap.add_argument("--threads", type=int, default=2)
@@ -434,6 +444,13 @@ def measure(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     """One series (every system, every budget) under ``seed``: the report of one seed."""
     budgets = sorted(float(b) for b in args.budgets.split(","))
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
+    configs = {}
+    for item in args.config:
+        name, sep, path = item.partition("=")
+        if not sep or not Path(path).is_file():
+            raise SystemExit(f"--config {item!r}: expected NAME=PATH to an existing recipe YAML")
+        configs[name] = Path(path)
+        names += [name] if name not in names else []
     default = load_recipe(DEFAULT_CONFIG)
     config = default.model_config
     train_set = build_dataset(config, default.data_configs, "image", "train")
@@ -448,7 +465,7 @@ def measure(args: argparse.Namespace, seed: int) -> dict[str, Any]:
     systems = []
     for name in names:
         torch.manual_seed(seed)
-        systems.append(build_system(name, default))
+        systems.append(build_system(name, default, configs))
         print(f"{name}: {systems[-1].notes}", flush=True)
     if args.order == "interleaved":
         results = train_interleaved(systems, train_set, data, budgets, seed)
@@ -463,7 +480,7 @@ def measure(args: argparse.Namespace, seed: int) -> dict[str, Any]:
             raise SystemExit(f"--merge: {args.merge} has budgets {old['budgets_s']}, this run {budgets}")
         merged = [n for n in old["results"] if n not in results]
         results = {**{n: old["results"][n] for n in merged}, **results}
-        results = {n: results[n] for n in SYSTEMS if n in results}
+        results = {n: results[n] for n in dict.fromkeys([*SYSTEMS, *names]) if n in results}
     for system in systems:
         r = results[system.name]
         flops = step_flops(system, next(batches(train_set, system.recipe.train.batch_size, seed)))
