@@ -113,8 +113,8 @@ class System:
     notes: str = ""
 
 
-def omnimask_system(name: str, path: Path) -> System:
-    recipe = load_recipe(path)
+def omnimask_system(name: str, path: Path, overrides: list[str] | None = None) -> System:
+    recipe = load_recipe(path, overrides or [])
     model = OmniMaskForPreTraining(recipe.model_config)
     train = recipe.train
     repeats = int(getattr(train, "mask_repeats", 1))
@@ -130,7 +130,7 @@ def omnimask_system(name: str, path: Path) -> System:
         return model.omnimask({"image": x}).pooler_output
 
     dec = recipe.model["modalities"]["image"]["decoder"]
-    notes = f"{path.name}; decoder {dec.get('name')} {dec.get('dim')}x{dec.get('depth')}"
+    notes = f"{path.name}{''.join(f' {o}' for o in overrides or [])}; decoder {dec.get('name')} {dec.get('dim')}x{dec.get('depth')}"
     if dec.get("decode_ratio", 1.0) != 1.0:
         notes += f", decode_ratio {dec['decode_ratio']}"
     bf16 = resolve_bf16(train.bf16, torch.device("cpu"))  # "auto" is fp32 on the CPU, as in a Trainer
