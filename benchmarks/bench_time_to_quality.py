@@ -440,9 +440,28 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return ap.parse_args(argv)
 
 
-def measure(args: argparse.Namespace, seed: int) -> dict[str, Any]:
-    """One series (every system, every budget) under ``seed``: the report of one seed."""
-    budgets = sorted(float(b) for b in args.budgets.split(","))
+@dataclass
+class Digits:
+    """The default recipe, its augmented training set, and the evaluation features' inputs
+    (``{"train": (X, y), "val": (X, y)}``): built once, shared by every seed and system."""
+
+    recipe: RecipeConfig
+    train_set: Any
+    data: dict[str, tuple[Tensor, Tensor]]
+
+
+def load_digits(max_eval: int | None = None) -> Digits:
+    default = load_recipe(DEFAULT_CONFIG)
+    config, sections = default.model_config, default.data_configs
+    data = {
+        "train": encode_dataset(build_dataset(config, sections, "image", "train_eval"), "image", max_eval),
+        "val": encode_dataset(build_dataset(config, sections, "image", "val"), "image"),
+    }
+    return Digits(default, build_dataset(config, sections, "image", "train"), data)
+
+
+def parse_systems(args: argparse.Namespace) -> tuple[list[str], dict[str, Path]]:
+    """``--systems`` and the ``--config NAME=YAML`` systems: (names in order, {name: recipe path})."""
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
     configs = {}
     for item in args.config:
@@ -451,15 +470,14 @@ def measure(args: argparse.Namespace, seed: int) -> dict[str, Any]:
             raise SystemExit(f"--config {item!r}: expected NAME=PATH to an existing recipe YAML")
         configs[name] = Path(path)
         names += [name] if name not in names else []
-    default = load_recipe(DEFAULT_CONFIG)
-    config = default.model_config
-    train_set = build_dataset(config, default.data_configs, "image", "train")
-    data = {
-        "train": encode_dataset(
-            build_dataset(config, default.data_configs, "image", "train_eval"), "image", args.max_eval
-        ),
-        "val": encode_dataset(build_dataset(config, default.data_configs, "image", "val"), "image"),
-    }
+    return names, configs
+
+
+def measure(args: argparse.Namespace, seed: int, digits: Digits) -> dict[str, Any]:
+    """One series (every system, every budget) under ``seed``: the report of one seed."""
+    budgets = sorted(float(b) for b in args.budgets.split(","))
+    names, configs = parse_systems(args)
+    default, train_set, data = digits.recipe, digits.train_set, digits.data
     peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
     print(f"seed {seed}; matmul peak: fp32 {peaks['fp32'] / 1e9:.0f} GFLOP/s, bf16 {peaks['bf16'] / 1e9:.0f} GFLOP/s")
     systems = []
@@ -520,7 +538,9 @@ def main(argv: list[str] | None = None) -> int:
         seeds = [int(s) for s in args.seeds.split(",")]
         if args.merge and len(seeds) > 1:
             raise SystemExit("--merge joins one-seed runs only")
-        reports = [measure(args, seed) for seed in seeds]
+        parse_systems(args)  # a bad --config stops before the data is built
+        digits = load_digits(args.max_eval)
+        reports = [measure(args, seed, digits) for seed in seeds]
     report = combine(reports) if len(reports) > 1 else reports[0]
     report["summary"] = {
         m: summarise(report["results"], args.reference, m)

@@ -42,22 +42,16 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/qkv_init.json"))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
-    default = tta.load_recipe(tta.DEFAULT_CONFIG)
-    config = default.model_config
-    data = {
-        split: tta.encode_dataset(tta.build_dataset(config, default.data_configs, "image", split), "image")
-        for split in ("train_eval", "val")
-    }
-    data = {"train": data["train_eval"], "val": data["val"]}
+    digits = tta.load_digits()
     per_seed: dict[str, list[dict[str, float]]] = {name: [] for name in VARIANTS}
     for seed in range(args.seeds):
         for name, (system, qkv_init) in VARIANTS.items():
             torch.manual_seed(seed)
             if qkv_init is None:
-                built = tta.build_system(system, default)
+                built = tta.build_system(system, digits.recipe)
             else:
                 built = tta.omnimask_system(name, tta.DEFAULT_CONFIG, [f"model.encoder.qkv_init={qkv_init}"])
-            result = tta.evaluate(built, data)
+            result = tta.evaluate(built, digits.data)
             per_seed[name].append(result)
             print(f"seed {seed}  {name:<28} kNN {result['knn']:.1f}  probe {result['probe']:.1f}", flush=True)
     means = {
