@@ -169,6 +169,31 @@ def test_the_third_signal_runs_the_previous_handler_at_once():
         signal.signal(signal.SIGTERM, before)
 
 
+def test_a_third_ctrl_c_swallowed_where_it_arrived_still_ends_the_run(tmp_path):
+    """The handler can run inside a finaliser, where Python swallows its KeyboardInterrupt (seen
+    under load): the loop raises it again after the step instead of saving and going on."""
+    steps = []
+
+    def swallowed(trainer, step, _):
+        steps.append(step)
+        if step == 1:
+            for _ in range(3):
+                try:
+                    trainer._signals._handle(signal.SIGINT, None)
+                except KeyboardInterrupt:
+                    pass  # what a finaliser does with it
+
+    before = signal.getsignal(signal.SIGINT)
+    signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            Trainer(_model(), NoisyData(), _cfg(tmp_path), OPTIM, hooks=[swallowed]).fit()
+        assert steps == [1] and not (tmp_path / "checkpoints" / "step_00000001").exists()
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def test_runner_exits_with_the_signal_status(tmp_path):
     config = tmp_path / "r.yaml"
     config.write_text("{}\n")

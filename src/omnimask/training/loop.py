@@ -393,6 +393,7 @@ class Trainer:
                     report.step(self.step, loss, lr, self.last_losses, norm, self.source_stats)
                     for hook in self.hooks:
                         hook(self, self.step, out)
+                    self._signals.raise_escalated()  # a third Ctrl-C whose KeyboardInterrupt was swallowed
                     if stop := self._stopping is not None:
                         batches.close()  # the loader workers go first: they may have been signalled too
                     if stop or (cfg.checkpoint_every > 0 and self.step % cfg.checkpoint_every == 0):

@@ -87,11 +87,12 @@ class StopSignals:
     def __init__(self) -> None:
         self.requested: int | None = None  # the first signal received
         self.received = 0
+        self.escalated = False  # a third SIGINT went to Python's handler: KeyboardInterrupt is due
         self._previous: dict[int, Any] = {}
         self._pid = os.getpid()
 
     def __enter__(self) -> StopSignals:
-        self.requested, self.received, self._pid = None, 0, os.getpid()
+        self.requested, self.received, self.escalated, self._pid = None, 0, False, os.getpid()
         if threading.current_thread() is threading.main_thread():
             for sig in self.SIGNALS:
                 self._previous[sig] = signal.signal(sig, self._handle)
@@ -119,9 +120,19 @@ class StopSignals:
             previous = self._previous.get(signum)
             self._restore()
             if callable(previous):  # Python's own (KeyboardInterrupt) or the caller's: raised right here
+                self.escalated = previous is signal.default_int_handler
                 previous(signum, frame)
             elif previous != signal.SIG_IGN:  # the default action (the process ends)
                 signal.raise_signal(signum)
+
+    def raise_escalated(self) -> None:
+        """Raise the third SIGINT's KeyboardInterrupt again from the caller's frame. A signal handler
+        runs wherever the main thread is, and where that is a finaliser or a weakref callback Python
+        swallows what it raises ("Exception ignored in ..."): the training loop calls this after
+        every step so that the third Ctrl-C still ends the run."""
+        if self.escalated:
+            self.escalated = False
+            raise KeyboardInterrupt
 
 
 #: How long a loader worker outlives a stop signal: its rank may still need this step's batches.
