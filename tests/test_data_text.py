@@ -6,7 +6,6 @@ Every test writes under pytest's tmp_path; nothing touches the user's home direc
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 import logging
@@ -39,6 +38,7 @@ from omnimask.modalities.text import (
     read_caption_jsonl,
 )
 from omnimask.modalities.text import vocab as text_module
+from script_loader import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -222,9 +222,7 @@ def test_huggingface_tokenizer_folder(tmp_path: Path) -> None:
 
 
 def test_retraining_reproduces_the_shipped_model(corpus: list[str]) -> None:
-    spec = importlib.util.spec_from_file_location("train_sentencepiece", REPO / "tokenizers" / "train_sentencepiece.py")
-    script = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(script)  # type: ignore[union-attr]
+    script = load_script("tokenizers/train_sentencepiece.py")
     model = script.train(corpus)
     assert model == CAPTION_TOKENIZER_FILE.read_bytes()
     assert script.vocab_text(model) == CAPTION_TOKENIZER_FILE.with_suffix(".vocab").read_text(encoding="utf-8")

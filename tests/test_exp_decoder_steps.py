@@ -2,27 +2,18 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import statistics
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+
+from script_loader import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("exp_decoder_steps", REPO / "benchmarks" / "exp_decoder_steps.py")
-    script = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = script
-    spec.loader.exec_module(script)  # type: ignore[union-attr]
-    return script
-
-
-exp = _load_script()
+exp = load_script("benchmarks/exp_decoder_steps.py")
 
 
 def test_summarise_averages_each_variant_over_the_lines_of_every_file(tmp_path):

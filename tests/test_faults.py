@@ -7,6 +7,7 @@ where it matters); each takes a few seconds."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import signal
@@ -178,10 +179,8 @@ def test_a_third_ctrl_c_swallowed_where_it_arrived_still_ends_the_run(tmp_path):
         steps.append(step)
         if step == 1:
             for _ in range(3):
-                try:
+                with contextlib.suppress(KeyboardInterrupt):  # what a finaliser does with it
                     trainer._signals._handle(signal.SIGINT, None)
-                except KeyboardInterrupt:
-                    pass  # what a finaliser does with it
 
     before = signal.getsignal(signal.SIGINT)
     signal.signal(signal.SIGINT, signal.default_int_handler)

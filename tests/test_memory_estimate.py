@@ -2,29 +2,19 @@
 
 from __future__ import annotations
 
-import importlib.util
 import json
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
 import torch
 
 from omnimask import OmniMaskConfig, OmniMaskForPreTraining
+from script_loader import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("memory_estimate", REPO / "benchmarks" / "memory_estimate.py")
-    script = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = script  # dataclasses look their module up while the file executes
-    spec.loader.exec_module(script)  # type: ignore[union-attr]
-    return script
-
-
-me = _load_script()
+me = load_script("benchmarks/memory_estimate.py")
 TINY = me.MAEShape("tiny", dim=64, depth=2, heads=4, patch_size=4, image_size=32, dec_dim=32, dec_depth=1, dec_heads=4)
 
 

@@ -3,26 +3,17 @@
 from __future__ import annotations
 
 import copy
-import importlib.util
 import statistics
-import sys
 from pathlib import Path
-from types import ModuleType
 
 import pytest
+
+from script_loader import load_script
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def _load_script() -> ModuleType:
-    spec = importlib.util.spec_from_file_location("tta_report", REPO / "benchmarks" / "tta_report.py")
-    script = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = script
-    spec.loader.exec_module(script)  # type: ignore[union-attr]
-    return script
-
-
-tta = _load_script()
+tta = load_script("benchmarks/tta_report.py")
 
 
 def _report(seed: int, knn: list[float], probe: list[float], steps_per_s: float) -> dict:
