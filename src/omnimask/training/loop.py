@@ -400,6 +400,7 @@ class Trainer:
                         self._save()
                         saved_step = self.step
                     if stop:
+                        self._signals.raise_escalated()  # a third Ctrl-C during the save
                         err = TrainingInterrupted(self._stopping, self.step, self.last_checkpoint)  # type: ignore[arg-type]
                         if self.is_main:
                             logger.warning("%s", err)
