@@ -108,7 +108,7 @@ def summarise(paths: list[str]) -> dict[str, Any]:
 
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--variants", default="default,cross-dr1,fast,transformers-mae-init")
+    ap.add_argument("--variants", default="default,cross-dr1,crossmae,transformers-mae-init")
     ap.add_argument("--seed", type=int, default=1)
     ap.add_argument("--steps", type=int, default=None, help="override every variant's step count")
     ap.add_argument("--threads", type=int, default=1)

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import json
 import statistics
-from pathlib import Path
 
 import pytest
 
 from script_loader import load_script
-
-REPO = Path(__file__).resolve().parents[1]
-
 
 exp = load_script("benchmarks/exp_decoder_steps.py")
 
@@ -34,9 +30,7 @@ def test_summarise_averages_each_variant_over_the_lines_of_every_file(tmp_path):
 
 def test_every_variant_builds_the_decoder_it_names():
     for name in ("default-depth1-dr0.25", "cross-dr1", "default-split-eps12"):
-        system, steps = exp.build(name)
-        decoder = system.model.decoders["image"] if hasattr(system.model, "decoders") else None
-        assert steps == 390 and decoder is not None, name
+        assert exp.build(name)[1] == 390, name
     system, _ = exp.build("cross-dr1")  # the CrossMAE config, whatever the fast preset is now
     decoder = system.model.decoders["image"]
     assert type(decoder).__name__ == "CrossAttentionDecoder" and decoder.decode_ratio == 1.0

@@ -174,8 +174,8 @@ def test_the_third_signal_runs_the_previous_handler_at_once():
 
 
 def test_a_third_ctrl_c_swallowed_where_it_arrived_still_ends_the_run(tmp_path):
-    """The handler can run inside a finaliser, where Python swallows its KeyboardInterrupt (seen
-    under load): the loop raises it again after the step instead of saving and going on."""
+    """The handler can run inside a finaliser, where Python swallows its KeyboardInterrupt: the loop
+    raises it again after the step instead of saving and going on."""
     steps = []
 
     def swallowed(trainer, step, _):

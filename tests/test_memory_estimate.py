@@ -11,9 +11,6 @@ import torch
 from omnimask import OmniMaskConfig, OmniMaskForPreTraining
 from script_loader import load_script
 
-REPO = Path(__file__).resolve().parents[1]
-
-
 me = load_script("benchmarks/memory_estimate.py")
 TINY = me.MAEShape("tiny", dim=64, depth=2, heads=4, patch_size=4, image_size=32, dec_dim=32, dec_depth=1, dec_heads=4)
 

@@ -4,14 +4,10 @@ from __future__ import annotations
 
 import copy
 import statistics
-from pathlib import Path
 
 import pytest
 
 from script_loader import load_script
-
-REPO = Path(__file__).resolve().parents[1]
-
 
 tta = load_script("benchmarks/tta_report.py")
 
