@@ -216,6 +216,57 @@ def test_corrupt_image_raises_or_is_skipped(tmp_path: Path, damage: str, caplog:
     assert str(bad) in caplog.text
 
 
+def test_cache_decodes_once_and_returns_the_same_items(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    _tiny_tree(tmp_path)
+    plain = ImageFolderDataset(tmp_path)
+    cached = ImageFolderDataset(tmp_path, cache=True, progress=False)
+    assert "cache=True" in repr(cached) and "cache=False" in repr(plain)
+    # The files can go: every item comes from memory, identical to a fresh read.
+    expected = [plain[i] for i in range(len(plain))]
+    for path, _ in plain.samples:
+        os.remove(path)
+    for _ in range(2):  # a second epoch gets the same, untouched images
+        for i, want in enumerate(expected):
+            got = cached[i]
+            assert got["index"] == want["index"] and got["label"] == want["label"]
+            torch.testing.assert_close(got["image"], want["image"], rtol=0, atol=0)
+    with pytest.raises(ValueError, match="cannot decode"):
+        plain[0]
+
+
+def test_cache_keeps_decode_errors_for_on_error(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    _tiny_tree(tmp_path)
+    bad = tmp_path / "cat" / "1.png"
+    bad.write_bytes(b"not a png")
+    ds = ImageFolderDataset(tmp_path, cache=True, progress=False)  # building does not raise
+    i = [p for p, _ in ds.samples].index(str(bad))
+    for _ in range(2):  # raised every time it is asked for, each time naming the file
+        with pytest.raises(ValueError, match=f"cannot decode image {bad}") as err:
+            ds[i]
+        assert err.value.__cause__ is not None  # PIL's own exception stays chained
+    skip = ImageFolderDataset(tmp_path, cache=True, on_error="skip", progress=False)
+    with caplog.at_level(logging.WARNING):
+        item = skip[i]
+    assert item["index"] == i + 1 and item["skipped"] == 1 and [p for p, _ in skip.skipped] == [str(bad)]
+
+
+def test_recipe_caches_the_embedded_digits_but_not_own_data(
+    data_root: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from omnimask.modalities.image.spec import ImageDataConfig, _build_dataset
+
+    monkeypatch.setenv("OMNIMASK_DATA_DIR", str(data_root))
+    _tiny_tree(tmp_path)
+    modality = {"tokenizer": {"image_size": 8, "in_chans": 3}, "processor": {"mean": [0.5] * 3, "std": [0.5] * 3}}
+
+    def cached(split: str, **cfg: object) -> bool:
+        return _build_dataset(ImageDataConfig(**cfg), modality, split)._cache is not None  # type: ignore[arg-type]
+
+    assert cached("train") and cached("val")  # root null: the embedded digits, 4 MB
+    assert not cached("train", root=str(tmp_path))  # your own data: only when asked
+    assert cached("train", root=str(tmp_path), cache=True) and not cached("val", cache=False)
+
+
 def test_reader_channels_and_transform(tmp_path: Path) -> None:
     _tiny_tree(tmp_path)
     grey = ImageFolderDataset(tmp_path, channels=1)

@@ -17,6 +17,7 @@ import torch
 from PIL import Image, ImageOps
 from torch.utils.data import Dataset
 from torchvision.transforms.v2 import functional as TF
+from tqdm.auto import tqdm
 
 from ...data.errors import DataReadError
 
@@ -125,6 +126,13 @@ class ImageFolderDataset(Dataset):
             :attr:`skipped`, a warning is logged, and the next decodable sample is returned instead
             (its own ``index`` is reported, so the substitution is visible). With DataLoader
             workers, :attr:`skipped` is filled in each worker process, not in the main one.
+        cache: decode every file once, here, and keep the decoded images in memory (about
+            H x W x channels bytes each), so an epoch pays the transform but not the file read and
+            decode: for datasets that fit in RAM (the embedded digits: 1.4 k images of 32x32, 4 MB,
+            where decoding was half the loading time). DataLoader workers inherit the cache. A
+            file that fails to decode is remembered as its error and handled by ``on_error`` when
+            its turn comes, as without the cache. The transform must not modify its input in place.
+        progress: a progress bar while the cache is filled (shown after the first second).
     """
 
     def __init__(
@@ -134,6 +142,8 @@ class ImageFolderDataset(Dataset):
         channels: int = 3,
         extensions: Sequence[str] = IMAGE_EXTENSIONS,
         on_error: Literal["raise", "skip"] = "raise",
+        cache: bool = False,
+        progress: bool = True,
     ) -> None:
         if channels not in _MODES:
             raise ValueError(f"channels must be 1 (grey) or 3 (RGB), got {channels}")
@@ -150,6 +160,26 @@ class ImageFolderDataset(Dataset):
         self.on_error = on_error
         self.skipped: list[tuple[str, str]] = []
         self.classes, self.class_to_idx, self.samples = self._scan()
+        self._cache: list[Image.Image | ImageReadError] | None = None
+        if cache:
+            self._cache = [self._decode(p) for p, _ in tqdm(self.samples, desc=f"omnimask: decoding {self.root.name}",
+                                                              unit="image", disable=not progress, leave=False, delay=1.0)]  # fmt: skip
+
+    def _decode(self, path: str) -> Image.Image | ImageReadError:
+        try:
+            return load_image(path, self.channels)
+        except ImageReadError as e:
+            return e
+
+    def _load(self, j: int) -> Image.Image:
+        """Sample ``j``'s decoded image: from the cache when there is one (the cached error is
+        raised again), else read now."""
+        if self._cache is None:
+            return load_image(self.samples[j][0], self.channels)
+        img = self._cache[j]
+        if isinstance(img, ImageReadError):  # a fresh exception each time, with the original cause
+            raise ImageReadError(str(img)) from img.__cause__
+        return img
 
     def _scan(self) -> tuple[list[str], dict[str, int], list[tuple[str, int]]]:
         root = self.root
@@ -210,14 +240,14 @@ class ImageFolderDataset(Dataset):
             raise IndexError(f"index {index} out of range for dataset of {n} images")
         index %= n
         if self.on_error == "raise":
-            return self._item(index, load_image(self.samples[index][0], self.channels))
+            return self._item(index, self._load(index))
         # "skip": try index, index+1, ... wrapping around, each sample at most once. Only decoding
         # errors are skipped; a failing transform still raises (it is a bug, not a bad file).
         for k in range(n):
             j = (index + k) % n
             path = self.samples[j][0]
             try:
-                img = load_image(path, self.channels)
+                img = self._load(j)
             except ValueError as e:
                 if path not in {p for p, _ in self.skipped}:
                     self.skipped.append((path, str(e)))
@@ -231,5 +261,5 @@ class ImageFolderDataset(Dataset):
     def __repr__(self) -> str:
         return (
             f"{type(self).__name__}(root={str(self.root)!r}, samples={len(self)}, classes={len(self.classes)}, "
-            f"channels={self.channels}, on_error={self.on_error!r})"
+            f"channels={self.channels}, on_error={self.on_error!r}, cache={self._cache is not None})"
         )

@@ -35,6 +35,9 @@ class ImageDataConfig:
 
     ``root``/``val_root`` are ImageFolder trees (``root/<class>/<image>``); ``null`` uses the
     embedded digits (their train and val splits). Pretraining applies MAE's augmentation.
+    ``cache: true`` decodes every image once and keeps it in memory (see
+    :class:`~omnimask.modalities.image.folder.ImageFolderDataset`): for data that fits in RAM.
+    ``null`` (the default) caches the embedded digits (4 MB) and never your own data.
     """
 
     root: str | None = None
@@ -44,6 +47,7 @@ class ImageDataConfig:
     hflip: float = 0.5
     interpolation: str = "bicubic"
     on_error: str = "raise"
+    cache: bool | None = None
 
 
 def _build_dataset(cfg: ImageDataConfig, modality_cfg: dict, split: str) -> Any:
@@ -57,6 +61,7 @@ def _build_dataset(cfg: ImageDataConfig, modality_cfg: dict, split: str) -> Any:
     else:
         transform = eval_transform(size, mean=mean, std=std, interpolation=cfg.interpolation)
     root = cfg.val_root if split == "val" else cfg.root
+    cache = cfg.cache if cfg.cache is not None else root is None
     if root is None:
         if cfg.root is not None and split == "val":
             raise ValueError("data.image.val_root is required for evaluation when data.image.root is your own data")
@@ -64,7 +69,7 @@ def _build_dataset(cfg: ImageDataConfig, modality_cfg: dict, split: str) -> Any:
     channels = tok["in_chans"]
     if channels not in (1, 3):
         raise ValueError(f"the image folder reader decodes 1- or 3-channel images; the model has in_chans={channels}")
-    return ImageFolderDataset(root, transform=transform, channels=channels, on_error=cfg.on_error)  # type: ignore[arg-type]
+    return ImageFolderDataset(root, transform=transform, channels=channels, on_error=cfg.on_error, cache=cache)  # type: ignore[arg-type]
 
 
 def _visualize(
