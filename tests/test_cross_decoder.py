@@ -281,3 +281,54 @@ def test_tiny_models_train_and_round_trip(key, tokenizer, tmp_path):
         a = model({key: x}, noise=noise, generator=_gen(5))
         b = loaded({key: x}, noise=noise, generator=_gen(5))
     assert torch.equal(a.pred[key], b.pred[key]) and torch.equal(a.loss, b.loss)
+
+
+# ---- the decoder's last block updates only the rows the head reads ------------------------------------
+@pytest.mark.parametrize("mask_kind", [None, "keys", "full"])
+def test_block_with_queries_equals_the_full_blocks_last_rows(mask_kind):
+    from omnimask.backbone.blocks import Block
+
+    torch.manual_seed(0)
+    block = Block(16, 2, drop_path=0.1).eval()
+    x = torch.randn(3, 9, 16, requires_grad=True)
+    mask = None
+    if mask_kind == "keys":  # key padding, (B, 1, 1, N)
+        mask = torch.ones(3, 1, 1, 9, dtype=torch.bool)
+        mask[1, ..., :2] = False
+    elif mask_kind == "full":  # a (B, 1, N, N) mask whose query rows must be cut with the tokens
+        mask = torch.rand(3, 1, 9, 9, generator=_gen(3)) > 0.3
+        mask[..., 0] = True
+    full = block(x, mask)[:, -4:]
+    part = block(x, mask, queries=4)
+    assert part.shape == (3, 4, 16)
+    torch.testing.assert_close(part, full, rtol=1e-5, atol=1e-6)
+    g_full = torch.autograd.grad(full.square().sum(), [x, *block.parameters()])
+    g_part = torch.autograd.grad(part.square().sum(), [x, *block.parameters()])
+    for a, b in zip(g_full, g_part):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(block(x, mask, queries=9), block(x, mask))  # every row: the plain block
+
+
+def test_transformer_decoder_output_equals_running_every_block_in_full():
+    """The decoder hands ``queries`` to its last block only; running that block over every row and
+    reading the query rows gives the same predictions, with and without decoder-side masking."""
+    for ratio in (1.0, 0.5):
+        model = _model({"name": "transformer", "decode_ratio": ratio}).eval()
+        dec = model.decoders["image"]
+        seen = []
+
+        def full_block(module, args, kwargs):
+            seen.append(kwargs.get("queries"))
+            kwargs["queries"] = None
+            return args, kwargs
+
+        x = torch.randn(3, 3, 32, 32)
+        with torch.no_grad():
+            fast = model({"image": x}, noise=_noise(), generator=_gen()).pred["image"]
+            handle = dec.blocks[-1].register_forward_pre_hook(full_block, with_kwargs=True)
+            try:
+                ref_rows = model({"image": x}, noise=_noise(), generator=_gen()).pred["image"]
+            finally:
+                handle.remove()
+        assert seen == [fast.shape[1]]  # the last block was asked for exactly the predicted rows
+        torch.testing.assert_close(fast, ref_rows, rtol=1e-5, atol=1e-6)

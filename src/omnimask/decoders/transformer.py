@@ -141,6 +141,9 @@ class TransformerDecoder(Decoder):
         attn_mask = key_padding_to_attn_mask(keys)
         if not self.pos_every_block:
             x = x + pos
-        for blk in self.blocks:
-            x = blk(x + pos if self.pos_every_block else x, attn_mask)
+        last = len(self.blocks) - 1
+        for i, blk in enumerate(self.blocks):
+            # The last block updates only the rows the head reads (the others still serve as keys
+            # and values): the visible and [CLS] rows skip its query, projection and MLP.
+            x = blk(x + pos if self.pos_every_block else x, attn_mask, queries=num_out if i == last else None)
         return self.pred(self.norm(x[:, -num_out:]))
