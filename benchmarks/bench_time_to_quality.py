@@ -23,7 +23,9 @@ Systems (``--systems``):
   the comparison does not rest on transformers' large default decoder alone;
 * ``transformers-mae-init``: that one again with MAE's initialisation (xavier-uniform linear layers,
   as omnimask and the MAE paper's code; transformers draws them from N(0, 0.02)), so the comparison
-  does not rest on the initialisation either.
+  does not rest on the initialisation either;
+* any ``transformers*`` name with ``-lr<k>x`` appended (``transformers-mae-init-lr2x``): that system
+  at k times the recipe's lr, for a preset that tuned its own lr.
 
 The target accuracy is the best that any ``transformers*`` system reaches at any budget.
 
@@ -111,6 +113,7 @@ class System:
     repeats: int = 1
     compile: bool = False
     notes: str = ""
+    lr_scale: float = 1.0  # a "-lr<k>x" system: the recipe's lr times k
 
 
 def omnimask_system(name: str, path: Path, overrides: list[str] | None = None) -> System:
@@ -201,6 +204,16 @@ def build_system(name: str, default: RecipeConfig, configs: dict[str, Path] | No
         return omnimask_system(name, DEFAULT_CONFIG)
     if name == "omnimask-fast":
         return omnimask_system(name, FAST_CONFIG)
+    base, _, factor = name.rpartition("-lr")
+    if base.startswith("transformers") and factor.endswith("x"):
+        # e.g. transformers-mae-init-lr2x: that system at twice its lr, so a tuned lr is not ours alone
+        try:
+            lr_scale = float(factor[:-1])
+        except ValueError:
+            raise SystemExit(f"unknown system {name!r}: expected -lr<number>x after a transformers system") from None
+        system = build_system(base, default, configs)
+        system.name, system.lr_scale, system.notes = name, lr_scale, f"{system.notes}, lr x{lr_scale:g}"
+        return system
     if name in ("transformers", "transformers-small-decoder", "transformers-mae-init"):
         return hf_system(name, default, small_decoder=name != "transformers", mae_init=name.endswith("mae-init"))
     raise SystemExit(f"unknown system {name!r}; choose from {', '.join(SYSTEMS)}")
@@ -215,7 +228,7 @@ def optimizer_for(system: System) -> tuple[torch.optim.Optimizer, float]:
     """AdamW with MAE's groups (no decay on 1-D parameters and tokens; transformers' table is
     ``position_embeddings``) at ``base_lr x batch / 256``."""
     o = system.recipe.optim
-    lr = o.lr if o.lr is not None else o.base_lr * system.recipe.train.batch_size / 256
+    lr = (o.lr if o.lr is not None else o.base_lr * system.recipe.train.batch_size / 256) * system.lr_scale
     groups = param_groups(system.model, o.weight_decay, (*NO_DECAY_NAMES, "position_embeddings"))
     return torch.optim.AdamW(groups, lr=lr, betas=tuple(o.betas)), lr
 

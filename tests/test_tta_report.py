@@ -67,3 +67,19 @@ def test_the_table_shows_spreads_for_averaged_runs_and_none_for_one_seed():
         text = tta.markdown(report, "figure.svg")
         assert ("30.0 ± 0.0" in text and "75.0 ± 7.1" in text) is spread
         assert ("seeds 1, 2" in text) is spread and ("one seed" in text) is not spread
+
+
+def test_an_lr_scaled_transformers_system_trains_at_k_times_the_lr():
+    """``transformers-mae-init-lr2x``: the baseline at the lr a tuned preset would get, named so the
+    target (the best of any ``transformers*`` system) includes it."""
+    bench = load_script("benchmarks/bench_time_to_quality.py")
+    default = bench.load_recipe(bench.DEFAULT_CONFIG)
+    base = bench.build_system("transformers-mae-init", default)
+    scaled = bench.build_system("transformers-mae-init-lr2x", default)
+    assert (scaled.name, scaled.lr_scale) == ("transformers-mae-init-lr2x", 2.0) and scaled.notes.endswith("lr x2")
+    assert bench.optimizer_for(scaled)[1] == pytest.approx(2 * bench.optimizer_for(base)[1])
+    assert bench.build_system("transformers-lr0.5x", default).lr_scale == 0.5
+    with pytest.raises(SystemExit, match="-lr<number>x"):
+        bench.build_system("transformers-lrfastx", default)
+    with pytest.raises(SystemExit, match="unknown system 'omnimask-lr2x'"):
+        bench.build_system("omnimask-lr2x", default)
