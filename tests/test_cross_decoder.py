@@ -317,7 +317,7 @@ def test_transformer_decoder_output_equals_running_every_block_in_full():
         dec = model.decoders["image"]
         seen = []
 
-        def full_block(module, args, kwargs):
+        def full_block(module, args, kwargs, seen=seen):
             seen.append(kwargs.get("queries"))
             kwargs["queries"] = None
             return args, kwargs
