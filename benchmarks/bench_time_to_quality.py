@@ -473,6 +473,15 @@ def load_digits(max_eval: int | None = None) -> Digits:
     return Digits(default, build_dataset(config, sections, "image", "train"), data)
 
 
+def merge_results(old: dict[str, Any], new: dict[str, Any]) -> tuple[dict[str, Any], list[str]]:
+    """An earlier one-seed run's systems joined with this run's (this run wins a name both have):
+    the built-in systems first in their usual order, then the others as they came. Returns the
+    results and the names taken from the earlier run."""
+    merged = [n for n in old if n not in new]
+    results = {**{n: old[n] for n in merged}, **new}
+    return {n: results[n] for n in dict.fromkeys([*SYSTEMS, *merged, *new]) if n in results}, merged
+
+
 def parse_systems(args: argparse.Namespace) -> tuple[list[str], dict[str, Path]]:
     """``--systems`` and the ``--config NAME=YAML`` systems: (names in order, {name: recipe path})."""
     names = [s.strip() for s in args.systems.split(",") if s.strip()]
@@ -509,9 +518,7 @@ def measure(args: argparse.Namespace, seed: int, digits: Digits) -> dict[str, An
             raise SystemExit("--merge joins sequential runs only")
         if old["budgets_s"] != budgets:
             raise SystemExit(f"--merge: {args.merge} has budgets {old['budgets_s']}, this run {budgets}")
-        merged = [n for n in old["results"] if n not in results]
-        results = {**{n: old["results"][n] for n in merged}, **results}
-        results = {n: results[n] for n in dict.fromkeys([*SYSTEMS, *names]) if n in results}
+        results, merged = merge_results(old["results"], results)
     for system in systems:
         r = results[system.name]
         flops = step_flops(system, next(batches(train_set, system.recipe.train.batch_size, seed)))

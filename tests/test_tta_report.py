@@ -83,3 +83,15 @@ def test_an_lr_scaled_transformers_system_trains_at_k_times_the_lr():
         bench.build_system("transformers-lrfastx", default)
     with pytest.raises(SystemExit, match="unknown system 'omnimask-lr2x'"):
         bench.build_system("omnimask-lr2x", default)
+
+
+def test_merge_keeps_every_system_of_both_runs():
+    """A system of the earlier run that is neither built in nor in this run (an ``-lr2x`` one) was
+    once dropped from the merged file."""
+    bench = load_script("benchmarks/bench_time_to_quality.py")
+    old = {"omnimask-fast": 1, "transformers-mae-init": 2, "transformers-mae-init-lr2x": 3, "omnimask": 4}
+    results, merged = bench.merge_results(old, {"fast-lr2x": 5, "omnimask-fast": 6})
+    assert merged == ["transformers-mae-init", "transformers-mae-init-lr2x", "omnimask"]
+    assert results == {"omnimask": 4, "omnimask-fast": 6, "transformers-mae-init": 2,
+                       "transformers-mae-init-lr2x": 3, "fast-lr2x": 5}  # fmt: skip
+    assert list(results)[-2:] == ["transformers-mae-init-lr2x", "fast-lr2x"]
