@@ -55,11 +55,17 @@ def interleaved(variants: dict[str, Callable[[], Any]], rounds: int, reps: int) 
     return {name: statistics.median(ts) for name, ts in times.items()}
 
 
-def decoder_rows(rounds: int, steps: int) -> dict[str, Any]:
-    default = tta.load_recipe(tta.DEFAULT_CONFIG)
-    system = tta.build_system("omnimask-fast", default)
-    digits = tta.load_digits()
-    x = next(tta.batches(digits.train_set, system.recipe.train.batch_size, 0))
+def train_set(recipe: Any, cache: bool) -> Any:
+    """The default recipe's augmented digits training set, decoded once or read from the files."""
+    sections = recipe.data_configs
+    return build_dataset(
+        recipe.model_config, {**sections, "image": replace(sections["image"], cache=cache)}, "image", "train"
+    )
+
+
+def decoder_rows(recipe: Any, rounds: int, steps: int) -> dict[str, Any]:
+    system = tta.build_system("omnimask-fast", recipe)
+    x = next(tta.batches(train_set(recipe, cache=True), system.recipe.train.batch_size, 0))
     opt, _ = tta.optimizer_for(system)
     last = system.model.decoders["image"].blocks[-1]
 
@@ -83,17 +89,14 @@ def decoder_rows(rounds: int, steps: int) -> dict[str, Any]:
     return {"step_s": t, "speedup": t["every_row"] / t["head_rows_only"], "batch_size": len(x)}
 
 
-def loading(rounds: int, batches: int) -> dict[str, Any]:
-    default = tta.load_recipe(tta.DEFAULT_CONFIG)
-    config, sections = default.model_config, default.data_configs
-    streams = {}
-    for name, cache in (("cached", True), ("from_files", False)):
-        dataset = build_dataset(
-            config, {**sections, "image": replace(sections["image"], cache=cache)}, "image", "train"
-        )
-        streams[name] = tta.batches(dataset, default.train.batch_size, 0)
+def loading(recipe: Any, rounds: int, batches: int) -> dict[str, Any]:
+    size = recipe.train.batch_size
+    streams = {
+        name: tta.batches(train_set(recipe, cache), size, 0)
+        for name, cache in (("cached", True), ("from_files", False))
+    }
     t = interleaved({name: (lambda s=s: next(s)) for name, s in streams.items()}, rounds, batches)
-    return {"batch_s": t, "speedup": t["from_files"] / t["cached"], "batch_size": default.train.batch_size}
+    return {"batch_s": t, "speedup": t["from_files"] / t["cached"], "batch_size": size}
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -105,12 +108,13 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--out", default=str(ROOT / "benchmarks/results/fast_step.json"))
     args = ap.parse_args(argv)
     torch.set_num_threads(args.threads)
+    recipe = tta.load_recipe(tta.DEFAULT_CONFIG)
     report = {
         "date": _dt.datetime.now(_dt.timezone.utc).isoformat(timespec="seconds"),
         "machine": f"{platform.platform()}, {args.threads} threads",
         "versions": {"torch": torch.__version__},
-        "decoder_rows": decoder_rows(args.rounds, args.steps),
-        "loading": loading(args.rounds, args.batches),
+        "decoder_rows": decoder_rows(recipe, args.rounds, args.steps),
+        "loading": loading(recipe, args.rounds, args.batches),
     }
     rows, load = report["decoder_rows"], report["loading"]
     print(f"fast preset step: {rows['step_s']['head_rows_only'] * 1e3:.0f} ms with the last decoder block on the "

@@ -216,7 +216,7 @@ def test_corrupt_image_raises_or_is_skipped(tmp_path: Path, damage: str, caplog:
     assert str(bad) in caplog.text
 
 
-def test_cache_decodes_once_and_returns_the_same_items(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+def test_cache_decodes_once_and_returns_the_same_items(tmp_path: Path) -> None:
     _tiny_tree(tmp_path)
     plain = ImageFolderDataset(tmp_path)
     cached = ImageFolderDataset(tmp_path, cache=True, progress=False)

@@ -118,6 +118,18 @@ def test_sigterm_saves_a_checkpoint_that_resumes_exactly(tmp_path):
     assert [r["loss"] for r in rows] == full.losses
 
 
+@contextlib.contextmanager
+def _python_sigint():
+    """SIGINT as Python sets it in a terminal (KeyboardInterrupt) for the block, whatever the test
+    process began with, and checked to be back in place after the run; the process's own after."""
+    before = signal.signal(signal.SIGINT, signal.default_int_handler)
+    try:
+        yield
+        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+    finally:
+        signal.signal(signal.SIGINT, before)
+
+
 def test_sigint_in_process_stops_with_130_and_restores_the_handlers(tmp_path):
     before = signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)
 
@@ -145,13 +157,8 @@ def test_sigint_in_process_stops_with_130_and_restores_the_handlers(tmp_path):
     # terminal, but ignored (SIG_IGN) in a process started in the background by a shell without job
     # control ("pytest &", nohup), where the third signal is rightly ignored too. That is why this
     # part failed in full-suite runs started so; it sets Python's handler itself.
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
-        with pytest.raises(KeyboardInterrupt):
-            Trainer(_model(), NoisyData(), _cfg(tmp_path / "b"), OPTIM, hooks=[impatient]).fit()
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    finally:
-        signal.signal(signal.SIGINT, before[0])
+    with _python_sigint(), pytest.raises(KeyboardInterrupt):
+        Trainer(_model(), NoisyData(), _cfg(tmp_path / "b"), OPTIM, hooks=[impatient]).fit()
     assert (signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)) == before
 
 
@@ -191,15 +198,10 @@ def test_a_third_ctrl_c_swallowed_where_it_arrived_still_ends_the_run(tmp_path):
                 with contextlib.suppress(KeyboardInterrupt):  # what a finaliser does with it
                     trainer._signals._handle(signal.SIGINT, None)
 
-    before = signal.getsignal(signal.SIGINT)
-    signal.signal(signal.SIGINT, signal.default_int_handler)
-    try:
+    with _python_sigint():
         with pytest.raises(KeyboardInterrupt):
             Trainer(_model(), NoisyData(), _cfg(tmp_path), OPTIM, hooks=[swallowed]).fit()
         assert steps == [1] and not (tmp_path / "checkpoints" / "step_00000001").exists()
-        assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
-    finally:
-        signal.signal(signal.SIGINT, before)
 
 
 def test_runner_exits_with_the_signal_status(tmp_path):
